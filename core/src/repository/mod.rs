@@ -1,0 +1,558 @@
+//! The repository: load an aggregate, decide, append, retry on conflict.
+
+mod cache;
+mod command;
+mod policy;
+mod unit_of_work;
+
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::TryStreamExt;
+use tracing::Instrument;
+use uuid::Uuid;
+
+pub use command::{CommandContext, CommandError, CommandOutcome};
+pub use policy::{RetryPolicy, SnapshotDecision, SnapshotPolicy};
+pub use unit_of_work::UnitOfWork;
+
+use crate::{
+    Aggregate, AppendOutcome, AppendRequest, Error, EventStore, ExpectedVersion, IntegrationEvent,
+    Metadata, NewEvent, NewSnapshot, OutboxMessage, Payload, StreamId,
+};
+use cache::{CachedState, StateCache};
+
+/// The default number of aggregate states a repository keeps warm.
+pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
+
+/// A domain event about to be appended, as the integration-event mapping sees
+/// it.
+#[derive(Debug)]
+pub struct PendingEvent<'a, E> {
+    /// The aggregate id (the stream id without the type prefix).
+    pub aggregate_id: &'a str,
+    /// The aggregate's stream.
+    pub stream: &'a StreamId,
+    /// The version the event will have.
+    pub version: u64,
+    /// The event's id; the outbox message gets the same id.
+    pub event_id: Uuid,
+    /// The event's metadata.
+    pub metadata: &'a Metadata,
+    /// The event.
+    pub event: &'a E,
+}
+
+type IntegrationMapping<E> =
+    Arc<dyn Fn(&PendingEvent<'_, E>) -> Result<Option<IntegrationEvent>, Error> + Send + Sync>;
+
+/// An aggregate's state and the version it reflects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded<A> {
+    /// The state after the events up to `version`.
+    pub state: A,
+    /// The stream's version; 0 when it has no events.
+    pub version: u64,
+}
+
+/// Executes commands on aggregates of type `A` stored in `S`.
+///
+/// `execute` loads the aggregate (snapshot and the events after it, or a warm
+/// copy kept from the last command), lets it decide, and appends the events
+/// with the version it decided on. When another writer got there first it
+/// reloads and decides again, per the [`RetryPolicy`]. Every command has an
+/// id; executing the same id again returns the first outcome and appends
+/// nothing.
+///
+/// ```
+/// # use annals::{Aggregate, DomainEvent};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Debug, Default, Serialize, Deserialize)]
+/// # struct Counter { value: u64 }
+/// # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
+/// # enum CounterEvent { #[event(name = "Incremented")] Incremented { by: u64 } }
+/// # #[derive(Debug, thiserror::Error)] #[error("zero")] struct ZeroIncrement;
+/// # struct Increment(u64);
+/// # impl Aggregate for Counter {
+/// #     const TYPE: &'static str = "counter";
+/// #     type Command = Increment; type Event = CounterEvent;
+/// #     type Error = ZeroIncrement; type Services = ();
+/// #     fn handle(&self, c: &Increment, _: &()) -> Result<Vec<CounterEvent>, ZeroIncrement> {
+/// #         if c.0 == 0 { Err(ZeroIncrement) } else { Ok(vec![CounterEvent::Incremented { by: c.0 }]) }
+/// #     }
+/// #     fn apply(&mut self, e: &CounterEvent) { let CounterEvent::Incremented { by } = e; self.value += by; }
+/// # }
+/// use annals::{CommandContext, MemoryEventStore, Repository, SnapshotPolicy};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let repository = Repository::<Counter, _>::new(MemoryEventStore::new())
+///     .with_snapshots(SnapshotPolicy::Every(100));
+///
+/// let outcome = repository.execute("c-1", &Increment(5)).await?;
+/// assert_eq!(outcome.version, 1);
+///
+/// // A resent command (same id) has no second effect.
+/// let context = CommandContext::new();
+/// repository.execute_with("c-1", &Increment(1), context.clone()).await?;
+/// let again = repository.execute_with("c-1", &Increment(1), context).await?;
+/// assert!(again.duplicate);
+/// assert_eq!(repository.load("c-1").await?.state.value, 6);
+/// # Ok(())
+/// # }
+/// ```
+pub struct Repository<A: Aggregate, S> {
+    store: S,
+    services: Arc<A::Services>,
+    snapshots: SnapshotPolicy,
+    retry: RetryPolicy,
+    cache: Option<Arc<StateCache<A>>>,
+    integration: Option<IntegrationMapping<A::Event>>,
+}
+
+impl<A: Aggregate, S: Clone> Clone for Repository<A, S> {
+    fn clone(&self) -> Self {
+        Repository {
+            store: self.store.clone(),
+            services: Arc::clone(&self.services),
+            snapshots: self.snapshots.clone(),
+            retry: self.retry,
+            cache: self.cache.clone(),
+            integration: self.integration.clone(),
+        }
+    }
+}
+
+impl<A: Aggregate, S: fmt::Debug> fmt::Debug for Repository<A, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Repository")
+            .field("aggregate", &A::TYPE)
+            .field("store", &self.store)
+            .field("snapshots", &self.snapshots)
+            .field("retry", &self.retry)
+            .field("cache", &self.cache.is_some())
+            .field("integration_events", &self.integration.is_some())
+            .finish()
+    }
+}
+
+/// The result of deciding a command on a loaded state.
+pub(crate) struct Decision<A: Aggregate> {
+    pub(crate) stream: StreamId,
+    pub(crate) cached: CachedState<A>,
+    pub(crate) events: Vec<A::Event>,
+    pub(crate) request: Option<AppendRequest>,
+}
+
+impl<A, S> Repository<A, S>
+where
+    A: Aggregate,
+    S: EventStore,
+{
+    /// A repository over `store` with default services.
+    pub fn new(store: S) -> Self
+    where
+        A::Services: Default,
+    {
+        Self::with_services(store, A::Services::default())
+    }
+
+    /// A repository over `store` whose aggregates decide with `services`.
+    pub fn with_services(store: S, services: A::Services) -> Self {
+        Repository {
+            store,
+            services: Arc::new(services),
+            snapshots: SnapshotPolicy::Never,
+            retry: RetryPolicy::default(),
+            cache: Some(Arc::new(StateCache::new(
+                NonZeroUsize::new(DEFAULT_CACHE_CAPACITY).expect("non-zero"),
+            ))),
+            integration: None,
+        }
+    }
+
+    /// Sets when snapshots are taken.
+    pub fn with_snapshots(mut self, policy: SnapshotPolicy) -> Self {
+        self.snapshots = policy;
+        self
+    }
+
+    /// Sets how conflicts and transient errors are retried.
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Keeps up to `capacity` aggregate states warm (0 turns the cache off).
+    pub fn with_cache_capacity(mut self, capacity: usize) -> Self {
+        self.cache =
+            NonZeroUsize::new(capacity).map(|capacity| Arc::new(StateCache::new(capacity)));
+        self
+    }
+
+    /// Chooses which events leave the service: for each event about to be
+    /// appended, `mapping` returns the integration event to write to the
+    /// outbox in the same transaction, or `None`.
+    pub fn with_integration_events(
+        mut self,
+        mapping: impl Fn(&PendingEvent<'_, A::Event>) -> Result<Option<IntegrationEvent>, Error>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.integration = Some(Arc::new(mapping));
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The services handed to the aggregate.
+    pub fn services(&self) -> &A::Services {
+        &self.services
+    }
+
+    /// The stream id of aggregate `id`.
+    pub fn stream_id(id: &str) -> Result<StreamId, Error> {
+        StreamId::for_aggregate(A::TYPE, id)
+    }
+
+    /// Loads aggregate `id` from the store (newest usable snapshot and the
+    /// events after it), bypassing the cache.
+    pub async fn load(&self, id: &str) -> Result<Loaded<A>, Error> {
+        let stream = Self::stream_id(id)?;
+        let loaded = self.load_stream(&stream).await?;
+        Ok(Loaded {
+            state: loaded.state,
+            version: loaded.version,
+        })
+    }
+
+    /// Executes `command` on aggregate `id` with a new command id.
+    pub async fn execute(
+        &self,
+        id: &str,
+        command: &A::Command,
+    ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
+        self.execute_with(id, command, CommandContext::new()).await
+    }
+
+    /// Executes `command` on aggregate `id` with the id and metadata of
+    /// `context`.
+    pub async fn execute_with(
+        &self,
+        id: &str,
+        command: &A::Command,
+        context: CommandContext,
+    ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
+        let stream = Self::stream_id(id)?;
+        let span = tracing::info_span!(
+            "annals.command",
+            aggregate = A::TYPE,
+            stream = %stream,
+            command_id = %context.command_id,
+            correlation_id = %context.metadata.correlation_id.unwrap_or(context.command_id),
+            attempts = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        let result = self
+            .execute_with_retries(id, &stream, command, &context)
+            .instrument(span)
+            .await;
+        let outcome = match &result {
+            Ok(outcome) if outcome.duplicate => "duplicate",
+            Ok(_) => "ok",
+            Err(CommandError::Rejected(_)) => "rejected",
+            Err(CommandError::Store(error)) if error.is_conflict() => "conflict",
+            Err(CommandError::Store(_)) => "error",
+        };
+        metrics::counter!("annals_commands_total", "aggregate" => A::TYPE, "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("annals_command_duration_seconds", "aggregate" => A::TYPE)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn execute_with_retries(
+        &self,
+        id: &str,
+        stream: &StreamId,
+        command: &A::Command,
+        context: &CommandContext,
+    ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            tracing::Span::current().record("attempts", attempt);
+            let result = match self.decide(id, stream.clone(), command, context).await {
+                Err(CommandError::Rejected(rejection)) => {
+                    // A resent command that already succeeded may be refused by
+                    // the state it produced: answer with the first outcome.
+                    return match self.store.command_outcome(context.command_id).await? {
+                        Some(first) => Ok(self.duplicate_outcome(first).await?),
+                        None => Err(CommandError::Rejected(rejection)),
+                    };
+                }
+                Err(CommandError::Store(error)) => Err(error),
+                Ok(decision) => self.commit(decision).await,
+            };
+            match result {
+                Ok(outcome) => return Ok(outcome),
+                Err(error) if self.should_retry(&error, attempt) => {
+                    if error.is_conflict() {
+                        metrics::counter!("annals_append_conflicts_total", "aggregate" => A::TYPE)
+                            .increment(1);
+                    }
+                    tracing::debug!(attempt, %error, "retrying command");
+                    tokio::time::sleep(self.retry.backoff(attempt)).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    fn should_retry(&self, error: &Error, attempt: u32) -> bool {
+        attempt < self.retry.max_attempts
+            && (error.is_conflict() || (self.retry.retry_transient_errors && error.is_retriable()))
+    }
+
+    async fn commit(&self, decision: Decision<A>) -> Result<CommandOutcome<A::Event>, Error> {
+        let Decision {
+            stream,
+            cached,
+            events,
+            request,
+        } = decision;
+        let Some(request) = request else {
+            let version = cached.version;
+            self.remember(stream.clone(), cached);
+            return Ok(CommandOutcome {
+                stream,
+                version,
+                events,
+                position: None,
+                duplicate: false,
+            });
+        };
+        match self.store.append(request).await {
+            Ok(outcome) if outcome.duplicate => self.duplicate_outcome(outcome).await,
+            Ok(outcome) => {
+                debug_assert_eq!(outcome.last_version, cached.version);
+                self.remember(stream.clone(), cached);
+                Ok(CommandOutcome {
+                    stream,
+                    version: outcome.last_version,
+                    events,
+                    position: Some(outcome.last_position),
+                    duplicate: false,
+                })
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Loads the state (warm or from the store), lets the aggregate decide and
+    /// prepares the append; nothing is written.
+    pub(crate) async fn decide(
+        &self,
+        id: &str,
+        stream: StreamId,
+        command: &A::Command,
+        context: &CommandContext,
+    ) -> Result<Decision<A>, CommandError<A::Error>> {
+        let warm = self.cache.as_ref().and_then(|cache| cache.take(&stream));
+        let was_warm = warm.is_some();
+        let mut cached = match warm {
+            Some(cached) => cached,
+            None => self.load_stream(&stream).await?,
+        };
+        let mut decided = cached.state.handle(command, &self.services);
+        if decided.is_err() && was_warm {
+            // The warm copy may be behind the store: a refusal must come from
+            // the stored state, so decide once more on a fresh load.
+            cached = self.load_stream(&stream).await?;
+            decided = cached.state.handle(command, &self.services);
+        }
+        let events = match decided {
+            Ok(events) => events,
+            Err(rejection) => {
+                self.remember(stream, cached);
+                return Err(CommandError::Rejected(rejection));
+            }
+        };
+        if events.is_empty() {
+            return Ok(Decision {
+                stream,
+                cached,
+                events,
+                request: None,
+            });
+        }
+        let version_before = cached.version;
+        let metadata = context.event_metadata();
+        let mut request =
+            AppendRequest::new(stream.clone(), ExpectedVersion::Exact(version_before))
+                .command_id(context.command_id);
+        request.events.reserve(events.len());
+        for (offset, event) in (1..).zip(&events) {
+            let new_event = NewEvent::new(event, metadata.clone())?;
+            if let Some(message) =
+                self.integration_message(id, &stream, version_before + offset, &new_event, event)?
+            {
+                request.outbox.push(message);
+            }
+            request.events.push(new_event);
+            cached.state.apply(event);
+        }
+        cached.version = version_before + request.events.len() as u64;
+        if self.snapshots.should_snapshot(SnapshotDecision {
+            version_before,
+            version_after: cached.version,
+            last_snapshot: cached.last_snapshot,
+        }) {
+            let state = Payload::encode(&cached.state).map_err(|source| Error::Encode {
+                what: format!("{} state for a snapshot", A::TYPE),
+                source,
+            })?;
+            request.snapshot = Some(NewSnapshot {
+                state_version: A::SNAPSHOT_VERSION,
+                state,
+            });
+            cached.last_snapshot = cached.version;
+        }
+        Ok(Decision {
+            stream,
+            cached,
+            events,
+            request: Some(request),
+        })
+    }
+
+    fn integration_message(
+        &self,
+        id: &str,
+        stream: &StreamId,
+        version: u64,
+        new_event: &NewEvent,
+        event: &A::Event,
+    ) -> Result<Option<OutboxMessage>, Error> {
+        let Some(mapping) = &self.integration else {
+            return Ok(None);
+        };
+        let pending = PendingEvent {
+            aggregate_id: id,
+            stream,
+            version,
+            event_id: new_event.event_id,
+            metadata: &new_event.metadata,
+            event,
+        };
+        Ok(mapping(&pending)?.map(|integration| OutboxMessage {
+            message_id: new_event.event_id,
+            topic: integration.topic,
+            key: integration.key.unwrap_or_else(|| id.to_owned()),
+            event_type: integration.event_type,
+            event_version: integration.event_version,
+            payload: integration.payload,
+            stream: stream.clone(),
+            stream_version: version,
+            metadata: new_event.metadata.clone(),
+        }))
+    }
+
+    pub(crate) fn remember(&self, stream: StreamId, cached: CachedState<A>) {
+        if let Some(cache) = &self.cache {
+            cache.put(stream, cached);
+        }
+    }
+
+    pub(crate) fn forget(&self, stream: &StreamId) {
+        if let Some(cache) = &self.cache {
+            cache.forget(stream);
+        }
+    }
+
+    /// The first execution's outcome, re-read from the store.
+    async fn duplicate_outcome(
+        &self,
+        first: AppendOutcome,
+    ) -> Result<CommandOutcome<A::Event>, Error> {
+        self.forget(&first.stream);
+        let records: Vec<_> = self
+            .store
+            .read_stream(first.stream.clone(), first.first_version)
+            .try_take_while(|record| std::future::ready(Ok(record.version <= first.last_version)))
+            .try_collect()
+            .await?;
+        let mut events = Vec::with_capacity(records.len());
+        for record in &records {
+            events.extend(record.decode::<A::Event>()?);
+        }
+        Ok(CommandOutcome {
+            stream: first.stream,
+            version: first.last_version,
+            events,
+            position: Some(first.last_position),
+            duplicate: true,
+        })
+    }
+
+    async fn load_stream(&self, stream: &StreamId) -> Result<CachedState<A>, Error> {
+        let mut loaded = CachedState {
+            state: A::default(),
+            version: 0,
+            last_snapshot: 0,
+        };
+        let snapshot = if self.snapshots.uses_snapshots() {
+            self.store.load_snapshot(stream).await?
+        } else {
+            None
+        };
+        if let Some(snapshot) = snapshot
+            && let Some(state) = restore_snapshot::<A>(&snapshot)
+        {
+            loaded.state = state;
+            loaded.version = snapshot.version;
+            loaded.last_snapshot = snapshot.version;
+        }
+        let mut records = self.store.read_stream(stream.clone(), loaded.version + 1);
+        while let Some(record) = records.try_next().await? {
+            for event in record.decode::<A::Event>()? {
+                loaded.state.apply(&event);
+            }
+            loaded.version = record.version;
+        }
+        Ok(loaded)
+    }
+}
+
+/// The state in a snapshot, or `None` (with a warning) when it is of another
+/// schema version or does not decode: the caller rebuilds from events.
+fn restore_snapshot<A: Aggregate>(snapshot: &crate::Snapshot) -> Option<A> {
+    if snapshot.state_version != A::SNAPSHOT_VERSION {
+        tracing::warn!(
+            stream = %snapshot.stream,
+            version = snapshot.version,
+            snapshot_state_version = snapshot.state_version,
+            code_state_version = A::SNAPSHOT_VERSION,
+            "ignoring a snapshot of another state version; rebuilding from events"
+        );
+        return None;
+    }
+    match serde_json::from_str(snapshot.state.get()) {
+        Ok(state) => Some(state),
+        Err(error) => {
+            tracing::warn!(
+                stream = %snapshot.stream,
+                version = snapshot.version,
+                %error,
+                "ignoring a snapshot that does not decode; rebuilding from events"
+            );
+            None
+        }
+    }
+}

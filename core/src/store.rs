@@ -1,0 +1,421 @@
+//! The event store contract every backend implements.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::outbox::validate_type_name;
+use crate::{
+    Error, ExpectedVersion, GlobalPosition, NewEvent, OutboxMessage, Payload, RecordedEvent,
+    StreamId,
+};
+
+/// The events of one stream, read lazily in version order.
+pub type EventStream = BoxStream<'static, Result<RecordedEvent, Error>>;
+
+/// Size limits checked before anything is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// The largest event, snapshot or outbox payload, in bytes (default 1 MiB).
+    pub max_payload_bytes: usize,
+    /// The largest metadata of one event or message, as JSON, in bytes
+    /// (default 64 KiB).
+    pub max_metadata_bytes: usize,
+    /// The most events in one append (default 10,000).
+    pub max_events_per_append: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_payload_bytes: 1024 * 1024,
+            max_metadata_bytes: 64 * 1024,
+            max_events_per_append: 10_000,
+        }
+    }
+}
+
+impl Limits {
+    /// Sets the largest payload.
+    pub fn with_max_payload_bytes(mut self, bytes: usize) -> Self {
+        self.max_payload_bytes = bytes;
+        self
+    }
+
+    /// Sets the largest metadata.
+    pub fn with_max_metadata_bytes(mut self, bytes: usize) -> Self {
+        self.max_metadata_bytes = bytes;
+        self
+    }
+
+    /// Sets the most events in one append.
+    pub fn with_max_events_per_append(mut self, events: usize) -> Self {
+        self.max_events_per_append = events;
+        self
+    }
+}
+
+/// Aggregate state to store beside an append, at the append's last version.
+#[derive(Debug, Clone)]
+pub struct NewSnapshot {
+    /// The schema version of the state; a snapshot whose version differs from
+    /// the code's is ignored on load.
+    pub state_version: u32,
+    /// The state as JSON.
+    pub state: Payload,
+}
+
+/// A stored snapshot.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The stream it belongs to.
+    pub stream: StreamId,
+    /// The stream version whose state it holds.
+    pub version: u64,
+    /// The schema version of the state.
+    pub state_version: u32,
+    /// The state as JSON.
+    pub state: Payload,
+    /// When it was written.
+    pub taken_at: DateTime<Utc>,
+}
+
+/// Everything one append writes, atomically: events, an optional snapshot and
+/// outbox messages.
+///
+/// ```
+/// use annals::{AppendRequest, ExpectedVersion, Metadata, NewEvent, StreamId};
+/// use annals::Payload;
+///
+/// let request = AppendRequest::new(StreamId::new("order-1")?, ExpectedVersion::NoStream)
+///     .event(NewEvent::raw("OrderPlaced", 1, Payload::encode(&5)?, Metadata::default()))
+///     .command_id(uuid::Uuid::now_v7());
+/// assert_eq!(request.events.len(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct AppendRequest {
+    /// The stream written to.
+    pub stream: StreamId,
+    /// The version the stream must be at.
+    pub expected: ExpectedVersion,
+    /// The events, at least one.
+    pub events: Vec<NewEvent>,
+    /// The command that produced them. A second append with the same command
+    /// id writes nothing and returns the first outcome.
+    pub command_id: Option<Uuid>,
+    /// A snapshot of the state after these events.
+    pub snapshot: Option<NewSnapshot>,
+    /// Messages for other services.
+    pub outbox: Vec<OutboxMessage>,
+}
+
+impl AppendRequest {
+    /// An append to `stream` expecting `expected`, with nothing in it yet.
+    pub fn new(stream: StreamId, expected: ExpectedVersion) -> Self {
+        AppendRequest {
+            stream,
+            expected,
+            events: Vec::new(),
+            command_id: None,
+            snapshot: None,
+            outbox: Vec::new(),
+        }
+    }
+
+    /// Adds an event.
+    pub fn event(mut self, event: NewEvent) -> Self {
+        self.events.push(event);
+        self
+    }
+
+    /// Adds events.
+    pub fn events(mut self, events: impl IntoIterator<Item = NewEvent>) -> Self {
+        self.events.extend(events);
+        self
+    }
+
+    /// Sets the command id that makes the append idempotent.
+    pub fn command_id(mut self, command_id: Uuid) -> Self {
+        self.command_id = Some(command_id);
+        self
+    }
+
+    /// Adds a snapshot at the append's last version.
+    pub fn snapshot(mut self, snapshot: NewSnapshot) -> Self {
+        self.snapshot = Some(snapshot);
+        self
+    }
+
+    /// Adds an outbox message.
+    pub fn outbox_message(mut self, message: OutboxMessage) -> Self {
+        self.outbox.push(message);
+        self
+    }
+
+    /// Checks the request against `limits` and the rules every store shares.
+    /// Stores call it before writing anything.
+    pub fn validate(&self, limits: &Limits) -> Result<(), Error> {
+        let stream = &self.stream;
+        if self.events.is_empty() {
+            return Err(Error::invalid_append(
+                stream,
+                "an append needs at least one event",
+            ));
+        }
+        if self.events.len() > limits.max_events_per_append {
+            return Err(Error::invalid_append(
+                stream,
+                format!(
+                    "{} events in one append, over the limit of {}",
+                    self.events.len(),
+                    limits.max_events_per_append
+                ),
+            ));
+        }
+        let mut ids = HashSet::with_capacity(self.events.len());
+        for (index, event) in self.events.iter().enumerate() {
+            let what = || format!("event #{index} ({})", event.event_type);
+            validate_type_name(&event.event_type).map_err(|reason| {
+                Error::invalid_append(stream, format!("event #{index}: {reason}"))
+            })?;
+            if event.event_version == 0 {
+                return Err(Error::invalid_append(
+                    stream,
+                    format!("{}: schema versions start at 1", what()),
+                ));
+            }
+            if !ids.insert(event.event_id) {
+                return Err(Error::invalid_append(
+                    stream,
+                    format!("{}: event id {} appears twice", what(), event.event_id),
+                ));
+            }
+            check_payload(stream, what, event.payload.get().len(), limits)?;
+            check_metadata(stream, what, &event.metadata, limits)?;
+        }
+        if let Some(snapshot) = &self.snapshot {
+            check_payload(
+                stream,
+                || "snapshot".to_owned(),
+                snapshot.state.get().len(),
+                limits,
+            )?;
+        }
+        for (index, message) in self.outbox.iter().enumerate() {
+            message
+                .validate()
+                .map_err(|reason| Error::invalid_append(stream, reason))?;
+            let what = || format!("outbox message #{index} ({})", message.event_type);
+            check_payload(stream, what, message.payload.get().len(), limits)?;
+            check_metadata(stream, what, &message.metadata, limits)?;
+        }
+        Ok(())
+    }
+
+    /// Checks every request of a unit of work, and the rules of the unit:
+    /// each stream and each command id at most once. Stores call it before
+    /// writing anything.
+    pub fn validate_unit(requests: &[AppendRequest], limits: &Limits) -> Result<(), Error> {
+        let mut streams = HashSet::with_capacity(requests.len());
+        let mut commands = HashSet::with_capacity(requests.len());
+        for request in requests {
+            request.validate(limits)?;
+            if !streams.insert(&request.stream) {
+                return Err(Error::invalid_append(
+                    &request.stream,
+                    "a unit of work changes each stream at most once",
+                ));
+            }
+            if let Some(command_id) = request.command_id
+                && !commands.insert(command_id)
+            {
+                return Err(Error::invalid_append(
+                    &request.stream,
+                    format!("command id {command_id} appears twice in one unit of work"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_payload(
+    stream: &StreamId,
+    what: impl FnOnce() -> String,
+    size: usize,
+    limits: &Limits,
+) -> Result<(), Error> {
+    if size > limits.max_payload_bytes {
+        return Err(Error::PayloadTooLarge {
+            stream: stream.clone(),
+            what: what(),
+            size,
+            limit: limits.max_payload_bytes,
+        });
+    }
+    Ok(())
+}
+
+fn check_metadata(
+    stream: &StreamId,
+    what: impl FnOnce() -> String,
+    metadata: &crate::Metadata,
+    limits: &Limits,
+) -> Result<(), Error> {
+    let size = serde_json::to_vec(metadata)
+        .map_err(|source| Error::Encode {
+            what: "metadata".to_owned(),
+            source,
+        })?
+        .len();
+    if size > limits.max_metadata_bytes {
+        return Err(Error::invalid_append(
+            stream,
+            format!(
+                "metadata of {} is {size} bytes, over the limit of {}",
+                what(),
+                limits.max_metadata_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// What an append wrote, or for a repeated command id, what the first append
+/// with that id wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// The stream written to.
+    pub stream: StreamId,
+    /// The version of the first event written.
+    pub first_version: u64,
+    /// The version of the last event written: the stream's version after the
+    /// append.
+    pub last_version: u64,
+    /// The global position of the last event written.
+    pub last_position: GlobalPosition,
+    /// True when the command id had been seen before and this call wrote
+    /// nothing.
+    pub duplicate: bool,
+}
+
+/// Wakes readers of the global stream when something may have been appended.
+///
+/// Wake-ups are hints: a reader reads, and when it finds nothing new waits on
+/// the signal with a timeout, so that a lost notification costs at most one
+/// poll interval.
+#[derive(Debug, Clone)]
+pub struct AppendSignal {
+    receiver: watch::Receiver<u64>,
+}
+
+impl AppendSignal {
+    /// A signal fed by `receiver`; stores create it from the sending half they
+    /// notify after each commit.
+    pub fn new(receiver: watch::Receiver<u64>) -> Self {
+        AppendSignal { receiver }
+    }
+
+    /// Waits until something was appended since the signal was created or
+    /// last woke, or until `timeout`. Returns whether it was woken.
+    pub async fn wait(&mut self, timeout: Duration) -> bool {
+        match tokio::time::timeout(timeout, self.receiver.changed()).await {
+            Ok(Ok(())) => true,
+            Ok(Err(_closed)) => {
+                // Nobody notifies any more: fall back to polling.
+                tokio::time::sleep(timeout).await;
+                false
+            }
+            Err(_elapsed) => false,
+        }
+    }
+}
+
+/// An event store: streams of events with optimistic concurrency, a global
+/// stream in a stable total order, snapshots and an outbox written in the same
+/// transaction as the events.
+///
+/// Every implementation passes the same conformance suite
+/// (`annals::testing::conformance`, feature `testing`).
+///
+/// ```
+/// use annals::{AppendRequest, EventStore, ExpectedVersion, GlobalPosition, MemoryEventStore,
+///     Metadata, NewEvent, StreamId};
+/// use futures::TryStreamExt;
+/// use annals::Payload;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = MemoryEventStore::new();
+/// let stream = StreamId::new("counter-1")?;
+/// let event = NewEvent::raw("Incremented", 1, Payload::encode(&1)?, Metadata::default());
+/// let outcome = store
+///     .append(AppendRequest::new(stream.clone(), ExpectedVersion::NoStream).event(event))
+///     .await?;
+/// assert_eq!(outcome.last_version, 1);
+///
+/// let events: Vec<_> = store.read_stream(stream, 1).try_collect().await?;
+/// assert_eq!(events[0].event_type, "Incremented");
+/// let all = store.read_all(GlobalPosition::START, 100).await?;
+/// assert_eq!(all.len(), 1);
+/// # Ok(())
+/// # }
+/// ```
+pub trait EventStore: Clone + Send + Sync + 'static {
+    /// Appends to one stream if it is at the expected version; writes the
+    /// events, the snapshot and the outbox messages in one transaction.
+    ///
+    /// Errors: [`Error::Conflict`] when the version does not match (nothing
+    /// written); validation errors before anything is written.
+    fn append(
+        &self,
+        request: AppendRequest,
+    ) -> impl Future<Output = Result<AppendOutcome, Error>> + Send;
+
+    /// Appends to several streams in one transaction: all or nothing. A
+    /// stream may appear once.
+    fn append_all(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> impl Future<Output = Result<Vec<AppendOutcome>, Error>> + Send;
+
+    /// The events of `stream` from `from_version` on, in version order. A
+    /// stream that does not exist is empty.
+    fn read_stream(&self, stream: StreamId, from_version: u64) -> EventStream;
+
+    /// Up to `limit` events of the global stream after `after`, in position
+    /// order. Only events of finished commits are returned, so that no event
+    /// can ever appear behind a position once it was read.
+    fn read_all(
+        &self,
+        after: GlobalPosition,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>, Error>> + Send;
+
+    /// The version of `stream`, `None` when it does not exist.
+    fn stream_version(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = Result<Option<u64>, Error>> + Send;
+
+    /// The newest snapshot of `stream`.
+    fn load_snapshot(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = Result<Option<Snapshot>, Error>> + Send;
+
+    /// The outcome recorded for `command_id`, if an append carried it.
+    fn command_outcome(
+        &self,
+        command_id: Uuid,
+    ) -> impl Future<Output = Result<Option<AppendOutcome>, Error>> + Send;
+
+    /// A signal that wakes when something may have been appended.
+    fn append_signal(&self) -> AppendSignal;
+}

@@ -1,0 +1,5 @@
+//! The in-memory store passes the store conformance suite.
+
+annals::conformance_tests!(conformance_memory, async {
+    annals::MemoryEventStore::new()
+});
