@@ -1,0 +1,56 @@
+-- Any number of events, an optional snapshot and outbox messages. $5 to $12
+-- are the event columns of write_event.sql as arrays, $14 the snapshot's
+-- state version and $15 its state (or NULL), $16 to $24 the outbox
+-- message columns as arrays. The last event claims the append's command id
+-- ($4), when there is one.
+written AS (
+    INSERT INTO {schema}.events (stream_id, stream_version, event_id, event_type, event_version,
+                                 payload, correlation_id, causation_id, command_id, metadata,
+                                 append_command_id, append_event_count)
+    SELECT $1::text, s.version - $3::bigint + e.ordinality, e.event_id, e.event_type,
+           e.event_version, e.payload, e.correlation_id, e.causation_id, e.command_id, e.metadata,
+           CASE WHEN e.ordinality = $3::bigint THEN $4::uuid END,
+           CASE WHEN e.ordinality = $3::bigint AND $4::uuid IS NOT NULL THEN ($3::bigint)::integer END
+      FROM stream s,
+           unnest($5::uuid[], $6::text[], $7::integer[], $8::jsonb[], $9::uuid[], $10::uuid[],
+                  $11::uuid[], $12::jsonb[])
+           WITH ORDINALITY AS e(event_id, event_type, event_version, payload, correlation_id,
+                                causation_id, command_id, metadata, ordinality)
+     ORDER BY e.ordinality
+    RETURNING position
+),
+last_written AS (
+    SELECT max(position) AS position FROM written
+),
+snapshot AS (
+    INSERT INTO {schema}.snapshots AS stored (stream_id, stream_version, state_version, state)
+    SELECT $1::text, s.version, $14::integer, $15::jsonb
+      FROM stream s
+     WHERE $15::jsonb IS NOT NULL
+    ON CONFLICT (stream_id) DO UPDATE
+       SET stream_version = excluded.stream_version,
+           state_version = excluded.state_version,
+           state = excluded.state,
+           taken_at = now()
+),
+outbox AS (
+    INSERT INTO {schema}.outbox (message_id, topic, key, event_type, event_version, payload,
+                                 stream_id, stream_version, metadata)
+    SELECT o.message_id, o.topic, o.key, o.event_type, o.event_version, o.payload, o.stream_id,
+           o.stream_version, o.metadata
+      FROM stream s,
+           unnest($16::uuid[], $17::text[], $18::text[], $19::text[], $20::integer[],
+                  $21::jsonb[], $22::text[], $23::bigint[], $24::jsonb[])
+           WITH ORDINALITY AS o(message_id, topic, key, event_type, event_version, payload,
+                                stream_id, stream_version, metadata, ordinality)
+     ORDER BY o.ordinality
+)
+SELECT false, NULL, s.version - $3::bigint + 1, s.version, s.last_tx_id, w.position
+  FROM stream s
+       CROSS JOIN last_written w
+       LEFT JOIN LATERAL (SELECT pg_notify($13::text, s.last_tx_id::text)
+                           WHERE $13::text IS NOT NULL) AS notified ON true
+UNION ALL
+SELECT refused.*
+  FROM {schema}.refuse_append($1::text, $2::bigint, $4::uuid) AS refused
+ WHERE NOT EXISTS (SELECT FROM stream)

@@ -1,0 +1,18 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod config;
+mod error;
+mod migrate;
+mod pool;
+mod schema;
+mod store;
+mod types;
+
+pub use config::{Config, Notify, Tls};
+pub use error::{Error, Result};
+pub use migrate::{MigrationReport, migrate};
+pub use store::{BlockingTransaction, PgEventStore};
+
+/// The driver and the pool, whose types appear in this API.
+pub use {deadpool_postgres, tokio_postgres};

@@ -1,0 +1,201 @@
+//! The schema name, validated before any SQL runs, and the statements with
+//! it filled in.
+
+use crate::{Error, Result};
+
+/// The longest identifier PostgreSQL keeps whole (NAMEDATALEN - 1).
+const MAX_IDENTIFIER_LEN: usize = 63;
+
+/// A schema name that is safe to put into SQL text: a plain identifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SchemaName(String);
+
+impl SchemaName {
+    /// Checks `name`: 1 to 63 ASCII letters, digits and underscores, not
+    /// starting with a digit, and not `pg_...` (reserved for the system).
+    pub(crate) fn new(name: &str) -> Result<Self> {
+        let invalid = |reason| {
+            Err(Error::InvalidSchemaName {
+                name: name.chars().take(80).collect(),
+                reason,
+            })
+        };
+        if name.is_empty() {
+            return invalid("it is empty");
+        }
+        if name.len() > MAX_IDENTIFIER_LEN {
+            return invalid("it is longer than 63 bytes");
+        }
+        if !name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_')
+        {
+            return invalid("only ASCII letters, digits and underscores are allowed");
+        }
+        if name.as_bytes()[0].is_ascii_digit() {
+            return invalid("it starts with a digit");
+        }
+        if name.to_ascii_lowercase().starts_with("pg_") {
+            return invalid("the prefix pg_ is reserved for system schemas");
+        }
+        Ok(SchemaName(name.to_owned()))
+    }
+
+    /// The name as written.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The name quoted as an identifier. Validation leaves nothing to
+    /// escape; quoting keeps upper-case letters as they are.
+    pub(crate) fn quoted(&self) -> String {
+        format!("\"{}\"", self.0)
+    }
+
+    /// `template` with every `{schema}` replaced by the quoted name.
+    pub(crate) fn render(&self, template: &str) -> String {
+        template.replace("{schema}", &self.quoted())
+    }
+}
+
+/// How an append writes its stream row: by expected version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StreamStep {
+    /// Any version: insert or move on.
+    Any,
+    /// No stream yet: insert.
+    New,
+    /// An existing stream at any version: update.
+    Exists,
+    /// An existing stream at an exact version: update.
+    Existing,
+}
+
+/// What an append writes besides its stream row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// One event, no snapshot, no outbox message: most commands.
+    Event,
+    /// Anything else.
+    Batch,
+}
+
+/// The append statements, one per stream step and shape (see
+/// `sql/append/README.md`).
+#[derive(Debug)]
+pub(crate) struct AppendStatements([String; 8]);
+
+impl AppendStatements {
+    fn new(schema: &SchemaName) -> Self {
+        let steps = [
+            include_str!("../sql/append/stream_any.sql"),
+            include_str!("../sql/append/stream_new.sql"),
+            include_str!("../sql/append/stream_exists.sql"),
+            include_str!("../sql/append/stream_existing.sql"),
+        ];
+        let writes = [
+            include_str!("../sql/append/write_event.sql"),
+            include_str!("../sql/append/write_batch.sql"),
+        ];
+        AppendStatements(std::array::from_fn(|index| {
+            schema.render(&format!(
+                "WITH {},\n{}",
+                steps[index / 2],
+                writes[index % 2]
+            ))
+        }))
+    }
+
+    /// The statement for `step` and `shape`.
+    pub(crate) fn get(&self, step: StreamStep, shape: Shape) -> &str {
+        let step = match step {
+            StreamStep::Any => 0,
+            StreamStep::New => 1,
+            StreamStep::Exists => 2,
+            StreamStep::Existing => 3,
+        };
+        let shape = match shape {
+            Shape::Event => 0,
+            Shape::Batch => 1,
+        };
+        &self.0[step * 2 + shape]
+    }
+}
+
+/// The store's statements for one schema, rendered once.
+#[derive(Debug)]
+pub(crate) struct Statements {
+    pub(crate) append: AppendStatements,
+    pub(crate) read_stream: String,
+    pub(crate) read_all: String,
+    pub(crate) read_outbox: String,
+    pub(crate) stream_version: String,
+    pub(crate) load_snapshot: String,
+    pub(crate) command_outcome: String,
+    pub(crate) stored_event_id: String,
+    pub(crate) held_back_events: String,
+    pub(crate) held_back_outbox: String,
+    pub(crate) horizon: &'static str,
+    pub(crate) oldest_blocking_transaction: &'static str,
+    pub(crate) notify: &'static str,
+}
+
+impl Statements {
+    pub(crate) fn new(schema: &SchemaName) -> Self {
+        Statements {
+            append: AppendStatements::new(schema),
+            read_stream: schema.render(include_str!("../sql/read_stream.sql")),
+            read_all: schema.render(include_str!("../sql/read_all.sql")),
+            read_outbox: schema.render(include_str!("../sql/read_outbox.sql")),
+            stream_version: schema.render(include_str!("../sql/stream_version.sql")),
+            load_snapshot: schema.render(include_str!("../sql/load_snapshot.sql")),
+            command_outcome: schema.render(include_str!("../sql/command_outcome.sql")),
+            stored_event_id: schema.render(include_str!("../sql/stored_event_id.sql")),
+            held_back_events: schema.render(include_str!("../sql/held_back_events.sql")),
+            held_back_outbox: schema.render(include_str!("../sql/held_back_outbox.sql")),
+            horizon: include_str!("../sql/horizon.sql"),
+            oldest_blocking_transaction: include_str!("../sql/oldest_blocking_transaction.sql"),
+            notify: include_str!("../sql/notify.sql"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_are_plain_identifiers() {
+        for good in ["annals", "Orders_2", "_x", &"s".repeat(63)] {
+            assert!(SchemaName::new(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "1abc",
+            "a-b",
+            "a b",
+            "a\"b",
+            "a;drop schema x",
+            "pg_mine",
+            "PG_Mine",
+            "ünï",
+            &"s".repeat(64),
+        ] {
+            assert!(
+                matches!(SchemaName::new(bad), Err(Error::InvalidSchemaName { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn statements_name_the_quoted_schema() {
+        let schema = SchemaName::new("Orders").unwrap();
+        let statements = Statements::new(&schema);
+        let append = statements.append.get(StreamStep::Existing, Shape::Batch);
+        assert!(append.starts_with("WITH "), "{append}");
+        assert!(append.contains("UPDATE \"Orders\".streams"), "{append}");
+        assert!(append.contains("INSERT INTO \"Orders\".outbox"), "{append}");
+        assert!(!statements.read_all.contains("{schema}"));
+    }
+}

@@ -1,0 +1,280 @@
+//! Appends: one statement per stream, one round trip per append or unit of
+//! work.
+
+use std::time::{Duration, Instant};
+
+use annals::{AppendOutcome, AppendRequest, Error};
+use futures::future::join_all;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{GenericClient, Row, Statement};
+use uuid::Uuid;
+
+use super::call::{AppendCall, Calls};
+use super::{PgEventStore, rows};
+use crate::Notify;
+use crate::error::{backend, corrupt, pool};
+
+/// The SQLSTATE `refuse_append` raises on a version conflict, with the
+/// actual version in DETAIL (see migrations/0002_refuse_append.sql). Class
+/// `ZA` is outside the classes PostgreSQL and the SQL standard use.
+const VERSION_CONFLICT: &str = "ZA001";
+/// The unique constraint on event ids (migrations/0001_tables.sql).
+const EVENT_ID_KEY: &str = "events_event_id_key";
+/// The unique index on the command ids that appends claim
+/// (migrations/0001_tables.sql): violated when a concurrent append with the
+/// same command id committed first.
+const COMMAND_ID_KEY: &str = "events_append_command_id_idx";
+/// Attempts of one append when trying again resolves the failure at once (a
+/// concurrent writer changed the stream row while the statement ran, or a
+/// deadlock); nothing was written by the failed attempts.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// Why an attempt failed.
+pub(super) enum Failure {
+    Pool(deadpool_postgres::PoolError),
+    /// A statement failed: the call at `call` (an index into the calls
+    /// attempted), or the transaction around them when `None`.
+    Statement {
+        call: Option<usize>,
+        error: tokio_postgres::Error,
+    },
+    Decode(Error),
+}
+
+impl Failure {
+    /// Whether trying again at once resolves it.
+    fn is_immediately_retriable(&self) -> bool {
+        let Failure::Statement { error, .. } = self else {
+            return false;
+        };
+        error.code().is_some_and(|code| {
+            *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED
+        })
+    }
+}
+
+impl PgEventStore {
+    /// Appends `requests` in one transaction; outcomes in request order.
+    ///
+    /// The statements do not look the command ids up before writing: most
+    /// commands are new, and the lookup would cost every append an index
+    /// probe. A command that ran already is found when its statement cannot
+    /// write the stream row (`refuse_append` answers with the first
+    /// outcome), or else when the statement fails on the event ids or on the
+    /// command id its last event claims; then its first outcome is looked
+    /// up, and a unit is tried again without it.
+    pub(super) async fn append_unit(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<Vec<AppendOutcome>, Error> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let started = Instant::now();
+        let channel = (self.inner.notify == Notify::InTransaction).then(|| self.channel());
+        let calls = Calls::new(&requests, &self.inner.limits, channel)?;
+        let mut outcomes: Vec<Option<AppendOutcome>> = vec![None; calls.calls.len()];
+        let mut attempts = 1;
+        loop {
+            let pending: Vec<usize> = (0..outcomes.len())
+                .filter(|&index| outcomes[index].is_none())
+                .collect();
+            if pending.is_empty() {
+                break;
+            }
+            let attempted: Vec<&AppendCall<'_>> =
+                pending.iter().map(|&index| &calls.calls[index]).collect();
+            let failure = match self.attempt(&attempted).await {
+                Ok(written) => {
+                    for (index, outcome) in pending.into_iter().zip(written) {
+                        outcomes[index] = Some(outcome);
+                    }
+                    break;
+                }
+                Err(failure) => failure,
+            };
+            if let Failure::Statement {
+                call: Some(call), ..
+            } = failure
+                && let Some(first) = self.first_outcome(attempted[call].request).await
+            {
+                outcomes[pending[call]] = Some(first);
+                continue;
+            }
+            if failure.is_immediately_retriable() && attempts < MAX_ATTEMPTS {
+                attempts += 1;
+                let pause = fastrand::u64(1..=2 * u64::from(attempts));
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+                continue;
+            }
+            let error = self.refusal(failure, &attempted).await;
+            record(
+                started,
+                if error.is_conflict() {
+                    "conflict"
+                } else {
+                    "error"
+                },
+            );
+            return Err(error);
+        }
+        let outcomes: Vec<AppendOutcome> = outcomes.into_iter().flatten().collect();
+        let newest = outcomes
+            .iter()
+            .filter(|outcome| !outcome.duplicate)
+            .map(|outcome| outcome.last_position.commit)
+            .max();
+        match newest {
+            Some(commit) => {
+                self.appended(commit);
+                record(started, "ok");
+            }
+            None => record(started, "duplicate"),
+        }
+        Ok(calls.in_request_order(outcomes))
+    }
+
+    /// One attempt: a single statement in autocommit, or `BEGIN`, the
+    /// statements and `COMMIT` sent together. The driver sends each statement
+    /// when its future is first polled, and `join_all` polls them in order,
+    /// so the whole transaction reaches the server in one round trip; should
+    /// a statement fail, the server refuses the rest and turns `COMMIT` into
+    /// a rollback.
+    async fn attempt(&self, calls: &[&AppendCall<'_>]) -> Result<Vec<AppendOutcome>, Failure> {
+        let client = self.inner.pool.get().await.map_err(Failure::Pool)?;
+        let around = |error| Failure::Statement { call: None, error };
+        let mut statements = Vec::with_capacity(calls.len());
+        for call in calls {
+            let sql = self.inner.sql.append.get(call.step, call.shape);
+            statements.push(client.prepare_cached(sql).await.map_err(around)?);
+        }
+        let params: Vec<_> = calls.iter().map(|call| call.params()).collect();
+        if calls.len() == 1 {
+            let result = client.query_opt(&statements[0], &params[0]).await;
+            return outcomes(vec![result], calls);
+        }
+        let begin = client.prepare_cached("BEGIN").await.map_err(around)?;
+        let commit = client.prepare_cached("COMMIT").await.map_err(around)?;
+        let client: &tokio_postgres::Client = &client;
+        let mut sent: Vec<(&Statement, &[&(dyn ToSql + Sync)])> = vec![(&begin, &[])];
+        sent.extend(
+            statements
+                .iter()
+                .zip(&params)
+                .map(|(statement, params)| (statement, &params[..])),
+        );
+        sent.push((&commit, &[]));
+        let mut results = send_in_order(client, &sent).await;
+        let committed = results.pop().expect("COMMIT was sent");
+        results.remove(0).map_err(around)?;
+        let outcomes = outcomes(results, calls)?;
+        committed.map_err(around)?;
+        Ok(outcomes)
+    }
+
+    /// The first outcome of `request`'s command, if it ran already.
+    async fn first_outcome(&self, request: &AppendRequest) -> Option<AppendOutcome> {
+        let command_id = request.command_id?;
+        self.outcome_of(command_id).await.ok().flatten()
+    }
+
+    /// The contract's error for a failed append.
+    pub(super) async fn refusal(&self, failure: Failure, calls: &[&AppendCall<'_>]) -> Error {
+        let (call, error) = match failure {
+            Failure::Pool(error) => return pool(error),
+            Failure::Decode(error) => return error,
+            Failure::Statement {
+                call: Some(call),
+                error,
+            } => (calls[call], error),
+            Failure::Statement { call: None, error } => return backend(error),
+        };
+        let Some(db) = error.as_db_error() else {
+            return backend(error);
+        };
+        let request = call.request;
+        if db.code().code() == VERSION_CONFLICT {
+            let actual = match db.detail() {
+                None | Some("") => None,
+                Some(version) => match version.parse() {
+                    Ok(version) => Some(version),
+                    Err(_) => return corrupt(format!("conflict detail {version:?}")),
+                },
+            };
+            return Error::Conflict {
+                stream: request.stream.clone(),
+                expected: request.expected,
+                actual,
+            };
+        }
+        if *db.code() == SqlState::UNIQUE_VIOLATION && db.constraint() == Some(COMMAND_ID_KEY) {
+            // Nothing was written; trying again finds the first outcome.
+            return Error::backend("postgres", true, error);
+        }
+        if *db.code() == SqlState::UNIQUE_VIOLATION && db.constraint() == Some(EVENT_ID_KEY) {
+            let event_ids: Vec<Uuid> = request.events.iter().map(|event| event.event_id).collect();
+            let reason = match self.stored_event_id(&event_ids).await {
+                Ok(Some(event_id)) => format!("event id {event_id} is already stored"),
+                _ => "one of its event ids is already stored".to_owned(),
+            };
+            return Error::InvalidAppend {
+                stream: request.stream.clone(),
+                reason,
+            };
+        }
+        backend(error)
+    }
+
+    /// Which of `event_ids` is stored, to name it in the error.
+    async fn stored_event_id(&self, event_ids: &[Uuid]) -> Result<Option<Uuid>, Error> {
+        let client = self.inner.pool.get().await.map_err(pool)?;
+        let statement = client
+            .prepare_cached(&self.inner.sql.stored_event_id)
+            .await
+            .map_err(backend)?;
+        let row = client
+            .query_opt(&statement, &[&event_ids])
+            .await
+            .map_err(backend)?;
+        row.map(|row| row.try_get(0).map_err(backend)).transpose()
+    }
+}
+
+/// Sends every statement before awaiting any answer (see
+/// [`PgEventStore::attempt`]); answers in the same order.
+pub(super) async fn send_in_order<C: GenericClient + Sync>(
+    client: &C,
+    statements: &[(&Statement, &[&(dyn ToSql + Sync)])],
+) -> Vec<Result<Option<Row>, tokio_postgres::Error>> {
+    join_all(
+        statements
+            .iter()
+            .map(|(statement, params)| client.query_opt(*statement, params)),
+    )
+    .await
+}
+
+/// The outcomes of the calls, or the first call's failure.
+pub(super) fn outcomes(
+    results: Vec<Result<Option<Row>, tokio_postgres::Error>>,
+    calls: &[&AppendCall<'_>],
+) -> Result<Vec<AppendOutcome>, Failure> {
+    let mut outcomes = Vec::with_capacity(calls.len());
+    for (index, (result, call)) in results.into_iter().zip(calls).enumerate() {
+        let row = result.map_err(|error| Failure::Statement {
+            call: Some(index),
+            error,
+        })?;
+        let row = row.ok_or_else(|| Failure::Decode(corrupt("the append returned no row")))?;
+        outcomes.push(rows::append_outcome(&row, &call.request.stream).map_err(Failure::Decode)?);
+    }
+    Ok(outcomes)
+}
+
+fn record(started: Instant, outcome: &'static str) {
+    metrics::counter!("annals_appends_total", "backend" => "postgres", "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("annals_append_duration_seconds", "backend" => "postgres")
+        .record(started.elapsed().as_secs_f64());
+}

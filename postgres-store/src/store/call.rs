@@ -1,0 +1,279 @@
+//! The parameters of the append statements, from the requests of one unit.
+
+use std::collections::HashSet;
+
+use annals::{AppendOutcome, AppendRequest, Error, ExpectedVersion, Limits, NewEvent, StreamId};
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+use super::read::bigint;
+use crate::schema::{Shape, StreamStep};
+use crate::types::{JsonText, rest_of_metadata};
+
+/// The calls for the requests of one unit, after checking them, in the
+/// order their streams are locked: by stream id, the same order in every
+/// unit, so that two units cannot deadlock on each other's stream rows.
+pub(super) struct Calls<'a> {
+    pub(super) calls: Vec<AppendCall<'a>>,
+    /// For each call, the index of its request.
+    order: Vec<usize>,
+}
+
+impl<'a> Calls<'a> {
+    pub(super) fn new(
+        requests: &'a [AppendRequest],
+        limits: &Limits,
+        notify_channel: Option<&'a str>,
+    ) -> Result<Self, Error> {
+        AppendRequest::validate_unit(requests, limits)?;
+        check_event_ids_across(requests)?;
+        let mut order: Vec<usize> = (0..requests.len()).collect();
+        order.sort_by(|&a, &b| requests[a].stream.cmp(&requests[b].stream));
+        let calls = order
+            .iter()
+            .map(|&index| AppendCall::new(&requests[index], notify_channel))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Calls { calls, order })
+    }
+
+    /// `outcomes`, one per call, in the order of the requests.
+    pub(super) fn in_request_order(&self, outcomes: Vec<AppendOutcome>) -> Vec<AppendOutcome> {
+        let mut ordered = vec![None; outcomes.len()];
+        for (outcome, &index) in outcomes.into_iter().zip(&self.order) {
+            ordered[index] = Some(outcome);
+        }
+        ordered.into_iter().flatten().collect()
+    }
+}
+
+/// The parameters of one append statement.
+pub(super) struct AppendCall<'a> {
+    pub(super) request: &'a AppendRequest,
+    pub(super) step: StreamStep,
+    pub(super) shape: Shape,
+    stream_id: &'a str,
+    expected: Option<i64>,
+    count: i64,
+    notify_channel: Option<&'a str>,
+    columns: Columns<'a>,
+}
+
+enum Columns<'a> {
+    Event(EventColumns<'a>),
+    Batch(Box<BatchColumns<'a>>),
+}
+
+/// $5 to $12 of `write_event.sql`.
+struct EventColumns<'a> {
+    event_id: Uuid,
+    event_type: &'a str,
+    event_version: i32,
+    payload: JsonText<&'a str>,
+    correlation_id: Option<Uuid>,
+    causation_id: Option<Uuid>,
+    command_id: Option<Uuid>,
+    metadata: Option<JsonText<String>>,
+}
+
+/// $5 to $12 and $14 to $24 of `write_batch.sql`.
+#[derive(Default)]
+struct BatchColumns<'a> {
+    event_ids: Vec<Uuid>,
+    event_types: Vec<&'a str>,
+    event_versions: Vec<i32>,
+    payloads: Vec<JsonText<&'a str>>,
+    correlation_ids: Vec<Option<Uuid>>,
+    causation_ids: Vec<Option<Uuid>>,
+    command_ids: Vec<Option<Uuid>>,
+    metadata: Vec<Option<JsonText<String>>>,
+    snapshot_state_version: Option<i32>,
+    snapshot: Option<JsonText<&'a str>>,
+    message_ids: Vec<Uuid>,
+    topics: Vec<&'a str>,
+    keys: Vec<&'a str>,
+    message_types: Vec<&'a str>,
+    message_versions: Vec<i32>,
+    message_payloads: Vec<JsonText<&'a str>>,
+    message_stream_ids: Vec<&'a str>,
+    message_stream_versions: Vec<i64>,
+    message_metadata: Vec<JsonText<String>>,
+}
+
+impl<'a> AppendCall<'a> {
+    fn new(request: &'a AppendRequest, notify_channel: Option<&'a str>) -> Result<Self, Error> {
+        let (step, expected) = match request.expected {
+            ExpectedVersion::Any => (StreamStep::Any, None),
+            ExpectedVersion::NoStream | ExpectedVersion::Exact(0) => (StreamStep::New, Some(0)),
+            ExpectedVersion::StreamExists => (StreamStep::Exists, Some(-1)),
+            ExpectedVersion::Exact(version) => (StreamStep::Existing, Some(bigint(version))),
+        };
+        let stream = &request.stream;
+        let columns = match request.events.as_slice() {
+            [event] if request.snapshot.is_none() && request.outbox.is_empty() => {
+                Columns::Event(EventColumns {
+                    event_id: event.event_id,
+                    event_type: &event.event_type,
+                    event_version: schema_version(stream, event.event_version, "event")?,
+                    payload: JsonText(event.payload.get()),
+                    correlation_id: event.metadata.correlation_id,
+                    causation_id: event.metadata.causation_id,
+                    command_id: event.metadata.command_id,
+                    metadata: rest_of_metadata(&event.metadata)
+                        .map_err(encode)?
+                        .map(JsonText),
+                })
+            }
+            events => Columns::Batch(Box::new(batch_columns(request, events)?)),
+        };
+        Ok(AppendCall {
+            request,
+            step,
+            shape: match columns {
+                Columns::Event(_) => Shape::Event,
+                Columns::Batch(_) => Shape::Batch,
+            },
+            stream_id: stream.as_str(),
+            expected,
+            count: i64::try_from(request.events.len()).expect("limited by validation"),
+            notify_channel,
+            columns,
+        })
+    }
+
+    /// The statement's parameters, in order.
+    pub(super) fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+            &self.stream_id,
+            &self.expected,
+            &self.count,
+            &self.request.command_id,
+        ];
+        match &self.columns {
+            Columns::Event(event) => {
+                params.extend([
+                    &event.event_id as &(dyn ToSql + Sync),
+                    &event.event_type,
+                    &event.event_version,
+                    &event.payload,
+                    &event.correlation_id,
+                    &event.causation_id,
+                    &event.command_id,
+                    &event.metadata,
+                    &self.notify_channel,
+                ]);
+            }
+            Columns::Batch(batch) => {
+                params.extend([
+                    &batch.event_ids as &(dyn ToSql + Sync),
+                    &batch.event_types,
+                    &batch.event_versions,
+                    &batch.payloads,
+                    &batch.correlation_ids,
+                    &batch.causation_ids,
+                    &batch.command_ids,
+                    &batch.metadata,
+                    &self.notify_channel,
+                    &batch.snapshot_state_version,
+                    &batch.snapshot,
+                    &batch.message_ids,
+                    &batch.topics,
+                    &batch.keys,
+                    &batch.message_types,
+                    &batch.message_versions,
+                    &batch.message_payloads,
+                    &batch.message_stream_ids,
+                    &batch.message_stream_versions,
+                    &batch.message_metadata,
+                ]);
+            }
+        }
+        params
+    }
+}
+
+fn batch_columns<'a>(
+    request: &'a AppendRequest,
+    events: &'a [NewEvent],
+) -> Result<BatchColumns<'a>, Error> {
+    let stream = &request.stream;
+    let mut batch = BatchColumns::default();
+    for event in events {
+        batch.event_ids.push(event.event_id);
+        batch.event_types.push(&event.event_type);
+        batch
+            .event_versions
+            .push(schema_version(stream, event.event_version, "event")?);
+        batch.payloads.push(JsonText(event.payload.get()));
+        batch.correlation_ids.push(event.metadata.correlation_id);
+        batch.causation_ids.push(event.metadata.causation_id);
+        batch.command_ids.push(event.metadata.command_id);
+        batch.metadata.push(
+            rest_of_metadata(&event.metadata)
+                .map_err(encode)?
+                .map(JsonText),
+        );
+    }
+    if let Some(snapshot) = &request.snapshot {
+        batch.snapshot_state_version =
+            Some(schema_version(stream, snapshot.state_version, "snapshot")?);
+        batch.snapshot = Some(JsonText(snapshot.state.get()));
+    }
+    for message in &request.outbox {
+        batch.message_ids.push(message.message_id);
+        batch.topics.push(&message.topic);
+        batch.keys.push(&message.key);
+        batch.message_types.push(&message.event_type);
+        batch
+            .message_versions
+            .push(schema_version(stream, message.event_version, "message")?);
+        batch.message_payloads.push(JsonText(message.payload.get()));
+        batch.message_stream_ids.push(message.stream.as_str());
+        batch
+            .message_stream_versions
+            .push(bigint(message.stream_version));
+        batch.message_metadata.push(JsonText(
+            serde_json::to_string(&message.metadata).map_err(encode)?,
+        ));
+    }
+    Ok(batch)
+}
+
+fn schema_version(stream: &StreamId, version: u32, what: &str) -> Result<i32, Error> {
+    i32::try_from(version).map_err(|_| Error::InvalidAppend {
+        stream: stream.clone(),
+        reason: format!(
+            "{what} schema version {version} is larger than {}",
+            i32::MAX
+        ),
+    })
+}
+
+fn encode(source: serde_json::Error) -> Error {
+    Error::Encode {
+        what: "metadata".to_owned(),
+        source,
+    }
+}
+
+/// Event ids are unique per request by validation; a unit must not repeat
+/// one across its requests either.
+fn check_event_ids_across(requests: &[AppendRequest]) -> Result<(), Error> {
+    if requests.len() < 2 {
+        return Ok(());
+    }
+    let mut seen = HashSet::new();
+    for request in requests {
+        for event in &request.events {
+            if !seen.insert(event.event_id) {
+                return Err(Error::InvalidAppend {
+                    stream: request.stream.clone(),
+                    reason: format!(
+                        "event id {} appears twice in one unit of work",
+                        event.event_id
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
