@@ -1,0 +1,240 @@
+//! Configuring and starting a relay.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use annals::{OutboxShard, OutboxSource};
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::producer::BaseProducer;
+use tokio::sync::watch;
+
+use super::handle::RelayHandle;
+use super::metrics::ShardMetrics;
+use super::settings::{Choices, RelaySettings};
+use super::shard::{self, ShardContext, StopSignal};
+use super::status::StatusCell;
+use crate::{Error, KafkaConfig};
+
+/// The outbox relay: publishes the integration events of an outbox to Kafka,
+/// in order per key, each exactly once (see the crate docs for the
+/// argument), and prunes what it published.
+///
+/// Start one with [`OutboxRelay::builder`] in every instance of the service:
+/// for each shard, one relay publishes and the others stand by until its
+/// lease is released.
+///
+/// ```
+/// use annals::MemoryEventStore;
+/// use annals_kafka::{KafkaConfig, OutboxRelay};
+///
+/// # async fn run() -> Result<(), annals_kafka::Error> {
+/// let store = MemoryEventStore::new();
+/// let relay = OutboxRelay::builder(store, KafkaConfig::new("127.0.0.1:9092")?)
+///     .name("orders-relay")
+///     .shards(4)
+///     .start()?;
+///
+/// let status = relay.status();
+/// println!("{} waiting, oldest for {:?}", status.backlog(), status.lag());
+///
+/// relay.stop().await; // flushes what is in flight and saves the checkpoint
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct OutboxRelay;
+
+impl OutboxRelay {
+    /// A relay of `source`'s outbox to the brokers of `kafka`.
+    pub fn builder<S: OutboxSource>(source: S, kafka: KafkaConfig) -> OutboxRelayBuilder<S> {
+        OutboxRelayBuilder {
+            source,
+            kafka,
+            choices: Choices::default(),
+        }
+    }
+}
+
+/// Settings of an [`OutboxRelay`]; [`OutboxRelayBuilder::start`] starts it.
+///
+/// Producer settings (`linger.ms`, `compression.type`, `acks`, ...) are
+/// librdkafka settings given through [`KafkaConfig::with`]; they override
+/// the relay's defaults: `enable.idempotence=true`, `acks=all`,
+/// `compression.type=lz4`, `linger.ms=5`, `batch.num.messages=10000`,
+/// `batch.size=1000000`, `max.in.flight.requests.per.connection=5`,
+/// `message.timeout.ms=30000`.
+#[derive(Debug)]
+#[must_use = "a relay does nothing until started"]
+pub struct OutboxRelayBuilder<S> {
+    source: S,
+    kafka: KafkaConfig,
+    choices: Choices,
+}
+
+impl<S: OutboxSource> OutboxRelayBuilder<S> {
+    /// The relay's name (default `annals-relay`): its checkpoints, leases
+    /// and parked records are kept under it, and it marks what it publishes
+    /// with it. Every instance of the same relay uses the same name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.choices.name = name.into();
+        self
+    }
+
+    /// How many shards the outbox is split into (default 1). Every shard
+    /// has its own lease, checkpoint and producer, so shards are published
+    /// in parallel, by one relay instance or spread over several.
+    ///
+    /// Change it only with every instance stopped and the outbox drained:
+    /// keys move between shards.
+    pub fn shards(mut self, count: u32) -> Self {
+        self.choices.shards = count;
+        self
+    }
+
+    /// How many records are read from the outbox at a time (default 2,000).
+    pub fn batch_size(mut self, records: usize) -> Self {
+        self.choices.batch_size = records;
+        self
+    }
+
+    /// How many records of a shard may be sent and not yet acked (default
+    /// 50,000); reading waits while that many are in flight.
+    pub fn max_in_flight(mut self, records: usize) -> Self {
+        self.choices.max_in_flight = records;
+        self
+    }
+
+    /// How often an idle relay looks at the outbox when no append signal
+    /// woke it (default 500 ms).
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.choices.poll_interval = interval;
+        self
+    }
+
+    /// How often the checkpoint is saved while publishing (default 100 ms).
+    /// A crash republishes nothing either way; a longer interval only makes
+    /// recovery read further back.
+    pub fn checkpoint_interval(mut self, interval: Duration) -> Self {
+        self.choices.checkpoint_interval = interval;
+        self
+    }
+
+    /// How many published records one prune deletes (default 5,000).
+    pub fn prune_batch(mut self, records: usize) -> Self {
+        self.choices.prune_batch = records;
+        self
+    }
+
+    /// How long a relay waits after taking a shard's lease, and after
+    /// abandoning a failed producer, before it reads the partitions to see
+    /// what is already published (default: the producer's
+    /// `message.timeout.ms`).
+    ///
+    /// The wait lets whatever a previous holder still had in flight land or
+    /// fail first. Shorten it only when a previous holder is known to be
+    /// gone with its producer, or in transactional mode on a broker that
+    /// implements transactions (the new producer fences the old one there).
+    pub fn takeover_grace(mut self, grace: Duration) -> Self {
+        self.choices.takeover_grace = Some(grace);
+        self
+    }
+
+    /// The shortest and longest wait between attempts when the broker or
+    /// the store is unreachable (default 100 ms to 10 s, doubling).
+    pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.choices.backoff = (min, max);
+        self
+    }
+
+    /// How long a topic the broker does not know is asked for before its
+    /// records are parked (default 10 s); a topic created later is noticed
+    /// after the same time again.
+    pub fn unknown_topic_timeout(mut self, timeout: Duration) -> Self {
+        self.choices.unknown_topic_timeout = timeout;
+        self
+    }
+
+    /// How long [`RelayHandle::stop`] waits for records in flight (default
+    /// 30 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.choices.shutdown_timeout = timeout;
+        self
+    }
+
+    /// How often the backlog and lag of the status and the metrics are
+    /// measured (default 1 s).
+    pub fn status_interval(mut self, interval: Duration) -> Self {
+        self.choices.status_interval = interval;
+        self
+    }
+
+    /// The most the store's clock and the relay's clock may differ (default
+    /// 5 min). Recovery stops reading a partition backwards at records older
+    /// than the oldest pending one by this much.
+    pub fn clock_skew(mut self, skew: Duration) -> Self {
+        self.choices.clock_skew = skew;
+        self
+    }
+
+    /// Publishes each batch in a Kafka transaction with a `transactional.id`
+    /// per relay name and shard, so that a new producer fences the ones
+    /// before it (default off).
+    ///
+    /// Needs a broker that implements transactions, and consumers that read
+    /// with `isolation.level=read_committed`. tansu 0.6.0 accepts the calls
+    /// but does not hide aborted records, so there it publishes but fences
+    /// nothing.
+    pub fn transactional(mut self, on: bool) -> Self {
+        self.choices.transactional = on;
+        self
+    }
+
+    /// Starts one task per shard on the current Tokio runtime.
+    ///
+    /// Errors: [`Error::Config`] for unusable settings, [`Error::Kafka`]
+    /// when librdkafka refuses the producer or consumer settings.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime.
+    pub fn start(self) -> Result<RelayHandle, Error> {
+        let settings = Arc::new(RelaySettings::resolve(self.choices, &self.kafka)?);
+        let shards = OutboxShard::split(settings.shards)?;
+        // librdkafka checks its settings when a client is created.
+        settings
+            .producer_config(shards[0])
+            .create::<BaseProducer>()
+            .map_err(|error| Error::kafka("the relay's producer settings", error))?;
+        settings
+            .tail_consumer_config()
+            .create::<BaseConsumer>()
+            .map_err(|error| Error::kafka("the relay's consumer settings", error))?;
+        let (stop, stop_receiver) = watch::channel(false);
+        let mut statuses = Vec::with_capacity(shards.len());
+        let mut tasks = Vec::with_capacity(shards.len());
+        for shard in shards {
+            let status = StatusCell::new(shard);
+            let context = ShardContext {
+                source: self.source.clone(),
+                settings: Arc::clone(&settings),
+                shard,
+                status: status.clone(),
+                metrics: ShardMetrics::new(&settings.name, shard),
+            };
+            tasks.push(tokio::spawn(shard::run(
+                context,
+                StopSignal::new(stop_receiver.clone()),
+            )));
+            statuses.push(status);
+        }
+        tracing::info!(relay = %settings.name, shards = settings.shards,
+            transactional = settings.transactional, "outbox relay started");
+        Ok(RelayHandle::new(
+            settings.name.clone(),
+            stop,
+            tasks,
+            statuses,
+        ))
+    }
+}

@@ -1,0 +1,659 @@
+//! One producer session of a shard's leader: read the outbox after what is
+//! done, send each record to its partition, track the acks, save the
+//! checkpoint over the contiguous acked prefix.
+//!
+//! A session ends at the first sign that its producer cannot be trusted
+//! (transport failure, a failed delivery, an ack that contradicts an earlier
+//! one): it stops sending, drops the producer with whatever is unacked, and
+//! the next session starts with recovery. It never lets the producer carry
+//! on past such a failure, because the idempotent producer only guarantees
+//! that what lands in a partition is a prefix of what was sent as long as
+//! the session does not continue after messages failed.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use annals::{AppendSignal, GlobalPosition, OutboxRecord, OutboxSource};
+use rdkafka::error::RDKafkaErrorCode;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use super::backoff::Backoff;
+use super::partitioner::partition_for_key;
+use super::producer::{ProducerEvent, ProducerSession, ends_session};
+use super::rejection::permanent_rejection;
+use super::shard::{Progress, ShardContext, StopSignal};
+use super::tail::{PublishedTail, TailQuery, Verdict, read_tails};
+use super::topics::{TopicState, Topics};
+use super::window::AckWindow;
+
+/// Why a session ended.
+#[derive(Debug)]
+pub(super) enum SessionEnd {
+    /// The relay is stopping; what was in flight was awaited and the
+    /// checkpoint saved.
+    Stopped,
+    /// The shard's lease no longer holds: another relay may lead it now.
+    LeaseLost,
+    /// The producer failed or cannot be trusted; it was abandoned.
+    Broken(String),
+}
+
+/// Where a record goes.
+enum Route {
+    Partition(i32),
+    Refused(String),
+}
+
+/// A batch whose end the checkpoint has not passed yet, for the latency
+/// histogram.
+struct BatchMark {
+    last: GlobalPosition,
+    read_at: Instant,
+}
+
+/// The deliveries of the open transaction (transactional mode): they count
+/// only once the transaction commits.
+#[derive(Default)]
+struct Transaction {
+    sent: usize,
+    delivered: Vec<usize>,
+}
+
+pub(super) struct Session<'a, S: OutboxSource> {
+    context: &'a ShardContext<S>,
+    lease: &'a S::Lease,
+    producer: ProducerSession,
+    progress: Progress,
+    progress_sender: &'a watch::Sender<Progress>,
+    stop: &'a mut StopSignal,
+    signal: AppendSignal,
+    window: AckWindow,
+    read_after: GlobalPosition,
+    topics: Topics,
+    tails: HashMap<String, HashMap<i32, PublishedTail>>,
+    /// The last acked offset of each partition in this session.
+    offsets: HashMap<String, HashMap<i32, i64>>,
+    batches: VecDeque<BatchMark>,
+    transaction: Option<Transaction>,
+    /// Records parked by this relay, loaded when recovery first needs them.
+    parked_ids: Option<std::collections::HashSet<uuid::Uuid>>,
+    caught_up: bool,
+    store_retry_at: Option<Instant>,
+    store_backoff: Backoff,
+    last_save: Instant,
+}
+
+impl<'a, S: OutboxSource> Session<'a, S> {
+    pub(super) fn new(
+        context: &'a ShardContext<S>,
+        lease: &'a S::Lease,
+        producer: ProducerSession,
+        progress: Progress,
+        progress_sender: &'a watch::Sender<Progress>,
+        stop: &'a mut StopSignal,
+    ) -> Self {
+        let settings = &context.settings;
+        Session {
+            signal: context.source.outbox_signal(),
+            window: AckWindow::new(progress.done_through),
+            read_after: progress.done_through,
+            topics: Topics::new(settings.unknown_topic_timeout, settings.broker_timeout),
+            tails: HashMap::new(),
+            offsets: HashMap::new(),
+            batches: VecDeque::new(),
+            transaction: None,
+            parked_ids: None,
+            caught_up: false,
+            store_retry_at: None,
+            store_backoff: Backoff::new(settings.backoff_min, settings.backoff_max),
+            last_save: Instant::now(),
+            context,
+            lease,
+            producer,
+            progress,
+            progress_sender,
+            stop,
+        }
+    }
+
+    /// Publishes until the session ends; returns why, and how far it got.
+    pub(super) async fn run(mut self) -> (SessionEnd, Progress) {
+        let end = match self.publish_until_ended().await {
+            Ok(never) => match never {},
+            Err(end) => end,
+        };
+        let flushed = match &end {
+            SessionEnd::Stopped => self.drain().await,
+            SessionEnd::LeaseLost => false,
+            SessionEnd::Broken(_) => {
+                // The acks taken in before the failure came before anything
+                // suspicious in the producer's report order: keep them.
+                let _ = self.advance(true).await;
+                false
+            }
+        };
+        let Session {
+            producer, progress, ..
+        } = self;
+        if flushed {
+            producer.close().await;
+        } else {
+            producer.abandon().await;
+        }
+        (end, progress)
+    }
+
+    async fn publish_until_ended(&mut self) -> Result<std::convert::Infallible, SessionEnd> {
+        let settings = &self.context.settings;
+        loop {
+            while let Some(event) = self.producer.try_event() {
+                self.on_event(event).await?;
+            }
+            self.advance(false).await?;
+            if self.stop.is_stopping() {
+                return Err(SessionEnd::Stopped);
+            }
+            let store_ready = self.store_retry_at.is_none_or(|at| at <= Instant::now());
+            let room = self.window.in_flight() + settings.batch_size <= settings.max_in_flight;
+            if !self.caught_up && store_ready && room {
+                self.read_and_publish().await?;
+                continue;
+            }
+            let save_due = (self.progress.saved < self.window.done_through())
+                .then(|| self.last_save + settings.checkpoint_interval);
+            let retry_at = self.store_retry_at;
+            let poll_interval = settings.poll_interval;
+            tokio::select! {
+                biased;
+                () = self.stop.stopped() => {}
+                event = self.producer.next_event() => self.on_event(event).await?,
+                _ = self.signal.wait(poll_interval), if self.caught_up && store_ready => {
+                    self.caught_up = false;
+                }
+                () = sleep_until(retry_at), if retry_at.is_some() => {}
+                () = sleep_until(save_due), if save_due.is_some() => {}
+            }
+        }
+    }
+
+    async fn read_and_publish(&mut self) -> Result<(), SessionEnd> {
+        let context = self.context;
+        let settings = &context.settings;
+        if !context.source.is_held(self.lease) {
+            return Err(SessionEnd::LeaseLost);
+        }
+        let read = context
+            .source
+            .read_shard(context.shard, self.read_after, settings.batch_size)
+            .await;
+        let records = match read {
+            Ok(records) => records,
+            Err(error) => {
+                self.store_failed("reading the outbox", &error)?;
+                return Ok(());
+            }
+        };
+        self.store_retry_at = None;
+        self.store_backoff.reset();
+        // A short batch is all there is for now: wait for the next append.
+        self.caught_up = records.len() < settings.batch_size;
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return Ok(());
+        };
+        let span = tracing::info_span!(
+            "relay_batch",
+            relay = %settings.name,
+            shard = %context.shard,
+            count = records.len(),
+            first = %first.position,
+            last = %last.position,
+        );
+        self.read_after = last.position;
+        self.batches.push_back(BatchMark {
+            last: last.position,
+            read_at: Instant::now(),
+        });
+        self.publish(records).instrument(span).await
+    }
+
+    /// Sends a batch in order: each record to its partition, unless
+    /// recovery found it already there or the broker refuses it for good.
+    async fn publish(&mut self, records: Vec<OutboxRecord>) -> Result<(), SessionEnd> {
+        let routes = self.route(&records).await?;
+        self.recover_partitions(&records, &routes).await?;
+        if self.context.settings.transactional {
+            self.producer
+                .begin_transaction()
+                .map_err(|error| broken("beginning a transaction", &error))?;
+            self.transaction = Some(Transaction::default());
+        }
+        for (record, route) in records.into_iter().zip(routes) {
+            let position = record.position;
+            let topic = record.message.topic.clone();
+            let index = self.window.push(record);
+            match route {
+                Route::Refused(reason) => self.park(index, reason).await?,
+                Route::Partition(partition) => {
+                    let tail = &self.tails[&topic][&partition];
+                    match tail.verdict(position) {
+                        Verdict::Published => {
+                            self.window.complete(index);
+                            self.context.metrics.skipped.increment(1);
+                            self.context.status.update(|status| status.skipped += 1);
+                        }
+                        Verdict::Missing => self.park_missing(index, &topic, partition).await?,
+                        Verdict::Pending => self.send(index, partition).await?,
+                    }
+                }
+            }
+        }
+        if self.transaction.is_some() {
+            self.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// The partition of every record (or why its topic is refused).
+    async fn route(&mut self, records: &[OutboxRecord]) -> Result<Vec<Route>, SessionEnd> {
+        let mut routes = Vec::with_capacity(records.len());
+        for record in records {
+            let message = &record.message;
+            let state = self
+                .topics
+                .state(&self.producer, &message.topic)
+                .await
+                .map_err(|error| broken("reading topic metadata", &error))?;
+            routes.push(match state {
+                TopicState::Partitions(count) => {
+                    Route::Partition(partition_for_key(&message.key, count) as i32)
+                }
+                TopicState::Refused(reason) => Route::Refused(reason),
+            });
+        }
+        Ok(routes)
+    }
+
+    /// Reads the tail of every partition this batch goes to that this
+    /// session has not sent to yet: before the first send to a partition,
+    /// so that what is found there came from earlier sessions.
+    async fn recover_partitions(
+        &mut self,
+        records: &[OutboxRecord],
+        routes: &[Route],
+    ) -> Result<(), SessionEnd> {
+        let mut needed: HashMap<&str, Vec<i32>> = HashMap::new();
+        for (record, route) in records.iter().zip(routes) {
+            let Route::Partition(partition) = route else {
+                continue;
+            };
+            let topic = record.message.topic.as_str();
+            let known = self
+                .tails
+                .get(topic)
+                .is_some_and(|tails| tails.contains_key(partition));
+            let partitions = needed.entry(topic).or_default();
+            if !known && !partitions.contains(partition) {
+                partitions.push(*partition);
+            }
+        }
+        needed.retain(|_, partitions| !partitions.is_empty());
+        if needed.is_empty() {
+            return Ok(());
+        }
+        let settings = &self.context.settings;
+        // Any pending record that was published got its broker timestamp
+        // after it was written to the outbox: records older than the oldest
+        // of this batch (less the allowed clock skew) cannot be one.
+        let oldest = records
+            .iter()
+            .map(|record| record.recorded_at)
+            .min()
+            .expect("a batch has records");
+        let cutoff = oldest - chrono::Duration::from_std(settings.clock_skew).unwrap_or_default();
+        let query = TailQuery {
+            relay: settings.name.clone(),
+            shard: self.context.shard,
+            after: self.progress.done_through,
+            cutoff_millis: cutoff.timestamp_millis(),
+            deadline: Instant::now() + settings.recovery_timeout,
+        };
+        let started = Instant::now();
+        let reads: Vec<_> = needed
+            .into_iter()
+            .map(|(topic, partitions)| {
+                let config = settings.tail_consumer_config();
+                let query = query.clone();
+                let topic = topic.to_owned();
+                tokio::task::spawn_blocking(move || {
+                    let tails = read_tails(&config, &topic, &partitions, &query);
+                    (topic, tails)
+                })
+            })
+            .collect();
+        for read in reads {
+            let (topic, tails) = read.await.unwrap_or_else(|join| {
+                if join.is_panic() {
+                    std::panic::resume_unwind(join.into_panic())
+                }
+                (String::new(), Err(rdkafka::error::KafkaError::Canceled))
+            });
+            let tails = tails.map_err(|error| broken("reading partition tails", &error))?;
+            for (partition, tail) in &tails {
+                tracing::debug!(
+                    relay = %settings.name, shard = %self.context.shard, topic, partition,
+                    last = ?tail.last, found = tail.present.len(),
+                    "recovery read the partition's tail"
+                );
+            }
+            self.tails.entry(topic).or_default().extend(tails);
+        }
+        tracing::debug!(elapsed = ?started.elapsed(), "recovery done for this batch's partitions");
+        Ok(())
+    }
+
+    /// Hands the record at `index` to the producer; waits for reports while
+    /// its queue is full.
+    async fn send(&mut self, index: usize, partition: i32) -> Result<(), SessionEnd> {
+        loop {
+            let record = self
+                .window
+                .record(index)
+                .expect("sent records are in flight");
+            let Err(error) = self.producer.send(record, partition, index) else {
+                if let Some(transaction) = &mut self.transaction {
+                    transaction.sent += 1;
+                }
+                return Ok(());
+            };
+            if error.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) {
+                let event = self.producer.next_event().await;
+                self.on_event(event).await?;
+                continue;
+            }
+            return match permanent_rejection(&error) {
+                Some(reason) => self.park(index, reason).await,
+                None => Err(broken("sending", &error)),
+            };
+        }
+    }
+
+    /// Commits the open transaction; its deliveries count once it did.
+    async fn commit(&mut self) -> Result<(), SessionEnd> {
+        let timeout = self.context.settings.commit_timeout;
+        self.producer
+            .commit_transaction(timeout)
+            .await
+            .map_err(|error| broken("committing the transaction", &error))?;
+        loop {
+            let transaction = self.transaction.as_ref().expect("a transaction is open");
+            if transaction.delivered.len() >= transaction.sent {
+                break;
+            }
+            let event = self.producer.next_event().await;
+            self.on_event(event).await?;
+        }
+        let transaction = self.transaction.take().expect("a transaction is open");
+        for index in transaction.delivered {
+            if self.window.complete(index).is_some() {
+                self.context.metrics.published.increment(1);
+            }
+        }
+        let count = transaction.sent as u64;
+        self.context
+            .status
+            .update(|status| status.published += count);
+        Ok(())
+    }
+
+    async fn on_event(&mut self, event: ProducerEvent) -> Result<(), SessionEnd> {
+        match event {
+            ProducerEvent::Delivered {
+                index,
+                partition,
+                offset,
+            } => {
+                let Some(record) = self.window.record(index) else {
+                    return Ok(());
+                };
+                let topic = record.message.topic.as_str();
+                let last = match self.offsets.get_mut(topic) {
+                    Some(offsets) => offsets.entry(partition).or_insert(-1),
+                    None => self
+                        .offsets
+                        .entry(topic.to_owned())
+                        .or_default()
+                        .entry(partition)
+                        .or_insert(-1),
+                };
+                // Acks of one partition come in the order of the sends, with
+                // rising offsets. tansu 0.6.0 restarted while an idempotent
+                // producer sends acks records at offset -1 and then at
+                // offsets that earlier records hold, and loses them
+                // (docs/broker-notes.md, "Known bad"): such an ack is not
+                // believed, and the session ends so that recovery checks
+                // what really landed.
+                if offset < 0 || offset <= *last {
+                    return Err(SessionEnd::Broken(format!(
+                        "the broker acked {topic}[{partition}] at offset {offset} after offset {}: \
+                         it lost track of the partition",
+                        *last
+                    )));
+                }
+                *last = offset;
+                if let Some(transaction) = &mut self.transaction {
+                    transaction.delivered.push(index);
+                    return Ok(());
+                }
+                self.window.complete(index);
+                self.context.metrics.published.increment(1);
+                self.context.status.update(|status| status.published += 1);
+                Ok(())
+            }
+            ProducerEvent::Failed { index, error } => {
+                if self.window.record(index).is_none() {
+                    return Ok(());
+                }
+                match permanent_rejection(&error) {
+                    Some(reason) if self.transaction.is_none() => self.park(index, reason).await,
+                    _ => Err(broken("delivering", &error)),
+                }
+            }
+            ProducerEvent::ClientError { error, reason } => {
+                if ends_session(&error) {
+                    return Err(SessionEnd::Broken(format!("{error}: {reason}")));
+                }
+                tracing::warn!(relay = %self.context.settings.name, shard = %self.context.shard,
+                    %error, reason, "producer error");
+                Ok(())
+            }
+        }
+    }
+
+    /// Parks the record at `index` (retrying while the store is
+    /// unreachable) and counts it as done.
+    async fn park(&mut self, index: usize, reason: String) -> Result<(), SessionEnd> {
+        let context = self.context;
+        let record = self
+            .window
+            .record(index)
+            .expect("parked records are in flight")
+            .clone();
+        tracing::error!(
+            relay = %context.settings.name, shard = %context.shard,
+            position = %record.position, message_id = %record.message.message_id,
+            topic = %record.message.topic, key = %record.message.key, reason,
+            "parking an outbox record: it will not be published"
+        );
+        loop {
+            match context
+                .source
+                .park(&context.settings.name, &record, &reason)
+                .await
+            {
+                Ok(()) => break,
+                Err(error) => {
+                    self.store_failed("parking a record", &error)?;
+                    let wait = self.store_backoff.next_wait();
+                    if !self.stop.sleep(wait).await {
+                        return Err(SessionEnd::Stopped);
+                    }
+                }
+            }
+        }
+        self.store_backoff.reset();
+        self.store_retry_at = None;
+        self.window.complete(index);
+        self.parked_ids
+            .get_or_insert_default()
+            .insert(record.message.message_id);
+        context.metrics.parked.increment(1);
+        context.status.update(|status| status.parked += 1);
+        Ok(())
+    }
+
+    /// A pending record absent from its partition although a later record
+    /// of the shard is there: an earlier session had it refused and ended
+    /// before parking it, or the broker lost it. Either way it must not be
+    /// sent now (it would overtake nothing but land after its successors),
+    /// nor vanish: it is parked unless it already was.
+    async fn park_missing(
+        &mut self,
+        index: usize,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), SessionEnd> {
+        let context = self.context;
+        if self.parked_ids.is_none() {
+            let parked = loop {
+                match context.source.parked(&context.settings.name).await {
+                    Ok(parked) => break parked,
+                    Err(error) => {
+                        self.store_failed("reading parked records", &error)?;
+                        let wait = self.store_backoff.next_wait();
+                        if !self.stop.sleep(wait).await {
+                            return Err(SessionEnd::Stopped);
+                        }
+                    }
+                }
+            };
+            self.parked_ids = Some(
+                parked
+                    .into_iter()
+                    .map(|(record, _)| record.message.message_id)
+                    .collect(),
+            );
+        }
+        let record = self.window.record(index).expect("in flight");
+        let known = self
+            .parked_ids
+            .as_ref()
+            .is_some_and(|ids| ids.contains(&record.message.message_id));
+        if known {
+            self.window.complete(index);
+            return Ok(());
+        }
+        let reason = format!(
+            "not found in {topic}[{partition}] although later records of its shard are there: \
+             an earlier producer session had it refused, or the broker lost it"
+        );
+        self.park(index, reason).await
+    }
+
+    /// Moves the progress to the acked prefix and saves the checkpoint when
+    /// due (every checkpoint interval, or at once when `force`).
+    async fn advance(&mut self, force: bool) -> Result<(), SessionEnd> {
+        let done = self.window.done_through();
+        if done > self.progress.done_through {
+            self.progress.done_through = done;
+            while self.batches.front().is_some_and(|batch| batch.last <= done) {
+                let batch = self.batches.pop_front().expect("checked above");
+                self.context
+                    .metrics
+                    .batch_seconds
+                    .record(batch.read_at.elapsed().as_secs_f64());
+            }
+            self.context
+                .status
+                .update(|status| status.last_published = Some(done));
+            self.progress_sender.send_replace(self.progress);
+        }
+        let due = force || self.last_save.elapsed() >= self.context.settings.checkpoint_interval;
+        if self.progress.saved < self.progress.done_through && due {
+            self.save().await?;
+        }
+        Ok(())
+    }
+
+    async fn save(&mut self) -> Result<(), SessionEnd> {
+        let context = self.context;
+        let position = self.progress.done_through;
+        self.last_save = Instant::now();
+        if !context.source.is_held(self.lease) {
+            return Err(SessionEnd::LeaseLost);
+        }
+        let saved = context
+            .source
+            .save_checkpoint(self.lease, &context.settings.name, context.shard, position)
+            .await;
+        match saved {
+            Ok(()) => {
+                self.progress.saved = position;
+                self.progress_sender.send_replace(self.progress);
+                context.status.update(|status| {
+                    status.checkpoint = Some(position);
+                    status.last_error = None;
+                });
+                Ok(())
+            }
+            // Retried at the next interval; publishing goes on meanwhile.
+            Err(error) => self.store_failed("saving the checkpoint", &error),
+        }
+    }
+
+    /// Reports a store failure; the lease being gone ends the session,
+    /// anything else is retried after a backoff.
+    fn store_failed(&mut self, doing: &str, error: &annals::Error) -> Result<(), SessionEnd> {
+        let context = self.context;
+        if !context.source.is_held(self.lease) {
+            return Err(SessionEnd::LeaseLost);
+        }
+        tracing::warn!(relay = %context.settings.name, shard = %context.shard, %error,
+            "{doing} failed; retrying");
+        context.status.set_error(Some(format!("{doing}: {error}")));
+        self.store_retry_at = Some(Instant::now() + self.store_backoff.next_wait());
+        Ok(())
+    }
+
+    /// Stops reading, awaits what is in flight (up to the shutdown timeout)
+    /// and saves the checkpoint; returns whether everything sent was acked.
+    async fn drain(&mut self) -> bool {
+        let deadline = Instant::now() + self.context.settings.shutdown_timeout;
+        let mut trusted = true;
+        while self.window.in_flight() > 0 && Instant::now() < deadline {
+            let event = tokio::select! {
+                event = self.producer.next_event() => event,
+                () = tokio::time::sleep_until(deadline.into()) => break,
+            };
+            if let Err(end) = self.on_event(event).await {
+                tracing::warn!(relay = %self.context.settings.name, shard = %self.context.shard,
+                    ?end, "the producer failed while stopping");
+                trusted = false;
+                break;
+            }
+        }
+        let _ = self.advance(true).await;
+        trusted && self.window.in_flight() == 0
+    }
+}
+
+fn broken(doing: &str, error: &rdkafka::error::KafkaError) -> SessionEnd {
+    SessionEnd::Broken(format!("{doing}: {error}"))
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
