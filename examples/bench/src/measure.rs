@@ -1,0 +1,103 @@
+//! How figures are taken: throughput over a window, durations as medians.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long writers run before and while they are counted.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Window {
+    pub(crate) warm_up: Duration,
+    pub(crate) measured: Duration,
+}
+
+/// What a writer reports to, and when it stops.
+#[derive(Debug, Clone)]
+pub(crate) struct Tally {
+    done: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Tally {
+    /// Whether the writer should go on.
+    pub(crate) fn running(&self) -> bool {
+        !self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Counts `units` of finished work.
+    pub(crate) fn add(&self, units: u64) {
+        self.done.fetch_add(units, Ordering::Relaxed);
+    }
+}
+
+/// Units per second that `writers` writers, each the future `writer(index,
+/// tally)` makes, finish during the measured part of `window`.
+pub(crate) async fn throughput<F, Fut>(writers: usize, window: Window, writer: F) -> f64
+where
+    F: Fn(usize, Tally) -> Fut,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    let tally = Tally {
+        done: Arc::new(AtomicU64::new(0)),
+        stop: Arc::new(AtomicBool::new(false)),
+    };
+    let tasks: Vec<_> = (0..writers)
+        .map(|index| tokio::spawn(writer(index, tally.clone())))
+        .collect();
+    tokio::time::sleep(window.warm_up).await;
+    let (before, started) = (tally.done.load(Ordering::Relaxed), Instant::now());
+    tokio::time::sleep(window.measured).await;
+    let (after, elapsed) = (tally.done.load(Ordering::Relaxed), started.elapsed());
+    tally.stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => panic!("a writer failed: {error}"),
+            Err(error) => panic!("a writer panicked: {error}"),
+        }
+    }
+    (after - before) as f64 / elapsed.as_secs_f64()
+}
+
+/// The median duration of `runs` runs of `run`, after `warm_up` unmeasured
+/// ones.
+pub(crate) async fn median<F, Fut>(
+    warm_up: usize,
+    runs: usize,
+    mut run: F,
+) -> Result<Duration, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    for _ in 0..warm_up {
+        run().await?;
+    }
+    let mut durations = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let started = Instant::now();
+        run().await?;
+        durations.push(started.elapsed());
+    }
+    durations.sort();
+    Ok(durations[durations.len() / 2])
+}
+
+/// The better of two alternating rounds of a figure and its limit: the
+/// machine may be shared, and alternating spreads what else runs on it
+/// over both.
+pub(crate) async fn alternating<L, LF, V, VF>(mut limit: L, mut value: V) -> (f64, f64)
+where
+    L: FnMut() -> LF,
+    LF: Future<Output = f64>,
+    V: FnMut() -> VF,
+    VF: Future<Output = f64>,
+{
+    let mut best = (0.0f64, 0.0f64);
+    for _ in 0..2 {
+        best.0 = best.0.max(limit().await);
+        best.1 = best.1.max(value().await);
+    }
+    best
+}

@@ -1,0 +1,138 @@
+//! What the relay tests share: stores to relay from, writers that fill the
+//! outbox, a relay set up for tests, and the exactly-once check of a topic.
+
+mod check;
+mod stores;
+mod write;
+
+use std::time::Duration;
+
+use annals::{GlobalPosition, OutboxShard, OutboxSource};
+use annals_kafka::{KafkaConfig, OutboxRelay, OutboxRelayBuilder, RelayHandle, RelayStatus};
+
+pub(crate) use check::assert_exactly_once_in_order;
+pub(crate) use stores::{FlakySource, RelayStore};
+pub(crate) use write::{Writer, Written};
+
+/// The producer's `message.timeout.ms` in the tests, and with it the
+/// relay's takeover grace: short, so that the many takeovers of the fault
+/// tests do not add up to minutes.
+pub(crate) const MESSAGE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The client settings of the tests' relays.
+pub(crate) fn kafka_config(brokers: &str) -> KafkaConfig {
+    KafkaConfig::new(brokers)
+        .expect("the test brokers are host:port")
+        .with(
+            "message.timeout.ms",
+            MESSAGE_TIMEOUT.as_millis().to_string(),
+        )
+}
+
+/// A relay over `source` with the tests' client settings and timings.
+pub(crate) fn relay<S: OutboxSource>(
+    source: S,
+    brokers: &str,
+    name: &str,
+) -> OutboxRelayBuilder<S> {
+    relay_with(source, kafka_config(brokers), name)
+}
+
+/// A relay over `source` with the tests' timings and `kafka`.
+pub(crate) fn relay_with<S: OutboxSource>(
+    source: S,
+    kafka: KafkaConfig,
+    name: &str,
+) -> OutboxRelayBuilder<S> {
+    OutboxRelay::builder(source, kafka)
+        .name(name)
+        .poll_interval(Duration::from_millis(50))
+        .status_interval(Duration::from_millis(100))
+        .backoff(Duration::from_millis(50), Duration::from_secs(1))
+}
+
+/// A relay name no other test uses.
+pub(crate) fn unique_name(prefix: &str) -> String {
+    format!("{prefix}-{:08x}", fastrand::u32(..))
+}
+
+/// Waits until every shard's checkpoint covers the whole outbox.
+pub(crate) async fn wait_until_drained<S: OutboxSource>(
+    source: &S,
+    relay: &str,
+    shards: u32,
+    deadline: Duration,
+) {
+    let started = tokio::time::Instant::now();
+    loop {
+        let mut waiting = 0;
+        for shard in OutboxShard::split(shards).expect("at least one shard") {
+            let checkpoint = source
+                .checkpoint(relay, shard)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or(GlobalPosition::START);
+            waiting += match source.backlog(shard, checkpoint).await {
+                Ok(backlog) => backlog.messages,
+                Err(_) => 1,
+            };
+        }
+        if waiting == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < deadline,
+            "the relay did not drain the outbox within {deadline:?}: {waiting} records wait"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `relay`'s status satisfies `condition`.
+pub(crate) async fn wait_for_status(
+    relay: &RelayHandle,
+    deadline: Duration,
+    what: &str,
+    condition: impl Fn(&RelayStatus) -> bool,
+) {
+    let started = tokio::time::Instant::now();
+    loop {
+        let status = relay.status();
+        if condition(&status) {
+            return;
+        }
+        assert!(
+            started.elapsed() < deadline,
+            "{what}: not within {deadline:?}; status: {status:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Logs to the test output when `RUST_LOG` is set.
+pub(crate) fn init_tracing() {
+    if std::env::var_os("RUST_LOG").is_none() {
+        return;
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// Declares `#[tokio::test]`s that run the generic test `$test` against
+/// every store: `$test::memory` (and `$test::postgres` once the Postgres
+/// outbox source exists).
+macro_rules! for_each_store {
+    ($test:ident) => {
+        mod $test {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memory() {
+                $crate::common::init_tracing();
+                super::$test(annals::MemoryEventStore::new()).await;
+            }
+        }
+    };
+}
+pub(crate) use for_each_store;

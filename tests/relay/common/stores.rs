@@ -1,0 +1,148 @@
+//! The stores the relay tests run against, and a wrapper that makes one
+//! unreachable on demand.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use annals::{
+    AppendSignal, Error, EventStore, GlobalPosition, OutboxBacklog, OutboxReader, OutboxRecord,
+    OutboxShard, OutboxSource,
+};
+
+/// A store the tests write to and relay from.
+pub(crate) trait RelayStore: EventStore + OutboxSource {}
+
+impl<T: EventStore + OutboxSource> RelayStore for T {}
+
+/// An outbox source that fails every call while `down`, as a store whose
+/// server is unreachable would, and can hold back reads alone.
+#[derive(Debug, Clone)]
+pub(crate) struct FlakySource<S> {
+    inner: S,
+    down: Arc<AtomicBool>,
+    reads_held: Arc<AtomicBool>,
+}
+
+impl<S: OutboxSource> FlakySource<S> {
+    pub(crate) fn new(inner: S) -> Self {
+        FlakySource {
+            inner,
+            down: Arc::default(),
+            reads_held: Arc::default(),
+        }
+    }
+
+    /// Makes every call fail (`true`) or work again.
+    pub(crate) fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Makes outbox reads return nothing new (`true`), so that a backlog
+    /// builds up, or work again.
+    pub(crate) fn hold_reads(&self, held: bool) {
+        self.reads_held.store(held, Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(Error::backend(
+                "test",
+                true,
+                std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "the store is down"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl<S: OutboxSource> OutboxReader for FlakySource<S> {
+    async fn read_outbox(
+        &self,
+        after: GlobalPosition,
+        limit: usize,
+    ) -> Result<Vec<OutboxRecord>, Error> {
+        self.check()?;
+        self.inner.read_outbox(after, limit).await
+    }
+}
+
+impl<S: OutboxSource> OutboxSource for FlakySource<S> {
+    type Lease = S::Lease;
+
+    async fn acquire(&self, relay: &str, shard: OutboxShard) -> Result<S::Lease, Error> {
+        self.check()?;
+        self.inner.acquire(relay, shard).await
+    }
+
+    fn is_held(&self, lease: &S::Lease) -> bool {
+        self.inner.is_held(lease)
+    }
+
+    async fn read_shard(
+        &self,
+        shard: OutboxShard,
+        after: GlobalPosition,
+        limit: usize,
+    ) -> Result<Vec<OutboxRecord>, Error> {
+        self.check()?;
+        if self.reads_held.load(Ordering::SeqCst) {
+            return Ok(Vec::new());
+        }
+        self.inner.read_shard(shard, after, limit).await
+    }
+
+    async fn checkpoint(
+        &self,
+        relay: &str,
+        shard: OutboxShard,
+    ) -> Result<Option<GlobalPosition>, Error> {
+        self.check()?;
+        self.inner.checkpoint(relay, shard).await
+    }
+
+    async fn save_checkpoint(
+        &self,
+        lease: &S::Lease,
+        relay: &str,
+        shard: OutboxShard,
+        position: GlobalPosition,
+    ) -> Result<(), Error> {
+        self.check()?;
+        self.inner
+            .save_checkpoint(lease, relay, shard, position)
+            .await
+    }
+
+    async fn prune(
+        &self,
+        shard: OutboxShard,
+        through: GlobalPosition,
+        limit: usize,
+    ) -> Result<u64, Error> {
+        self.check()?;
+        self.inner.prune(shard, through, limit).await
+    }
+
+    async fn park(&self, relay: &str, record: &OutboxRecord, reason: &str) -> Result<(), Error> {
+        self.check()?;
+        self.inner.park(relay, record, reason).await
+    }
+
+    async fn parked(&self, relay: &str) -> Result<Vec<(OutboxRecord, String)>, Error> {
+        self.check()?;
+        self.inner.parked(relay).await
+    }
+
+    async fn backlog(
+        &self,
+        shard: OutboxShard,
+        after: GlobalPosition,
+    ) -> Result<OutboxBacklog, Error> {
+        self.check()?;
+        self.inner.backlog(shard, after).await
+    }
+
+    fn outbox_signal(&self) -> AppendSignal {
+        self.inner.outbox_signal()
+    }
+}

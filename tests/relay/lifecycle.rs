@@ -1,0 +1,109 @@
+//! Starting, stopping and watching a relay: a graceful stop flushes what is
+//! in flight and saves the checkpoint, and the status reports backlog, lag
+//! and progress.
+
+use std::time::Duration;
+
+use annals::OutboxShard;
+use annals_kafka::ShardRole;
+use annals_tests::kafka::{brokers, create_topic, unique_topic};
+
+use crate::common::{
+    FlakySource, RelayStore, Writer, assert_exactly_once_in_order, for_each_store, relay,
+    unique_name, wait_for_status, wait_until_drained,
+};
+
+/// A relay stopped mid-run has every acked record under its saved
+/// checkpoint; the next one publishes exactly the rest, with nothing to
+/// skip.
+async fn stop_flushes_and_the_next_relay_continues<S: RelayStore>(store: S) {
+    let topic = unique_topic("relay-stop");
+    create_topic(brokers(), &topic, 3).await;
+    let name = unique_name("stop");
+    let writer = Writer::new(store.clone(), &topic, 50);
+    let mut written = writer.write(20_000, 4, None).await;
+    let first = relay(store.clone(), brokers(), &name)
+        .shards(2)
+        .batch_size(200)
+        .start()
+        .unwrap();
+    wait_for_status(
+        &first,
+        Duration::from_secs(30),
+        "the relay publishes",
+        |status| status.published() >= 1_000,
+    )
+    .await;
+    let stopped = first.stop().await;
+    for shard in &stopped.shards {
+        assert_eq!(shard.role, ShardRole::Stopped);
+        assert_eq!(shard.checkpoint, shard.last_published, "{stopped:#?}");
+        let saved = store.checkpoint(&name, shard.shard).await.unwrap();
+        assert_eq!(saved, shard.checkpoint);
+    }
+    written.extend(writer.write(1_000, 4, None).await);
+    let second = relay(store.clone(), brokers(), &name)
+        .shards(2)
+        .start()
+        .unwrap();
+    wait_until_drained(&store, &name, 2, Duration::from_secs(60)).await;
+    let continued = second.stop().await;
+    assert_eq!(stopped.published() + continued.published(), 21_000);
+    let skipped: u64 = continued.shards.iter().map(|shard| shard.skipped).sum();
+    assert_eq!(skipped, 0, "a graceful stop leaves nothing unaccounted for");
+    assert_exactly_once_in_order(brokers(), &topic, &name, 2, &written).await;
+}
+for_each_store!(stop_flushes_and_the_next_relay_continues);
+
+/// The status shows what waits (backlog, lag) while the relay is held back,
+/// and the progress once it caught up.
+async fn status_reports_backlog_lag_and_progress<S: RelayStore>(store: S) {
+    let topic = unique_topic("relay-status");
+    create_topic(brokers(), &topic, 2).await;
+    let name = unique_name("status");
+    let flaky = FlakySource::new(store.clone());
+    let relay = relay(flaky.clone(), brokers(), &name).start().unwrap();
+    wait_for_status(
+        &relay,
+        Duration::from_secs(30),
+        "the relay leads",
+        |status| {
+            status
+                .shards
+                .iter()
+                .all(|shard| shard.role == ShardRole::Publishing)
+        },
+    )
+    .await;
+    flaky.hold_reads(true);
+    let written = Writer::new(store.clone(), &topic, 10)
+        .write(500, 1, None)
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_status(
+        &relay,
+        Duration::from_secs(10),
+        "the backlog is seen",
+        |status| status.backlog() == 500 && status.lag() >= Duration::from_millis(300),
+    )
+    .await;
+    flaky.hold_reads(false);
+    wait_for_status(
+        &relay,
+        Duration::from_secs(30),
+        "the relay catches up",
+        |status| status.backlog() == 0 && status.lag().is_zero() && status.published() == 500,
+    )
+    .await;
+    wait_until_drained(&store, &name, 1, Duration::from_secs(10)).await;
+    let status = relay.stop().await;
+    let shard = &status.shards[0];
+    assert_eq!(shard.shard, OutboxShard::ALL);
+    assert_eq!(shard.checkpoint, shard.last_published);
+    assert_eq!(
+        shard.checkpoint,
+        store.checkpoint(&name, OutboxShard::ALL).await.unwrap()
+    );
+    assert_exactly_once_in_order(brokers(), &topic, &name, 1, &written).await;
+}
+for_each_store!(status_reports_backlog_lag_and_progress);

@@ -1,0 +1,137 @@
+//! Where the tests find PostgreSQL, and schemas of their own in it.
+
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use testcontainers_modules::postgres::Postgres;
+use testcontainers_modules::testcontainers::Container;
+use testcontainers_modules::testcontainers::runners::SyncRunner;
+
+/// The prefix of every schema a test creates.
+pub(crate) const SCHEMA_PREFIX: &str = "annals_test_";
+
+/// Schemas older than this are left over from runs that crashed before
+/// dropping them, and are dropped when a test binary starts.
+const STALE_AFTER: Duration = Duration::from_secs(6 * 3600);
+
+/// The database of the tests: `ANNALS_TEST_DATABASE_URL` (a libpq URL), or a
+/// PostgreSQL container started once for this test binary when it is not
+/// set.
+pub(crate) fn database_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let url = match std::env::var("ANNALS_TEST_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => url,
+            _ => on_own_thread(start_container),
+        };
+        let stale = url.clone();
+        on_own_thread(move || drop_stale_schemas(&stale));
+        url
+    })
+}
+
+/// Runs `work` on a thread of its own, outside any async runtime: the
+/// callers are inside one, and these steps block.
+fn on_own_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(work)
+        .join()
+        .expect("the set-up thread panicked")
+}
+
+fn start_container() -> String {
+    static CONTAINER: OnceLock<Container<Postgres>> = OnceLock::new();
+    let container = CONTAINER.get_or_init(|| {
+        Postgres::default().start().expect(
+            "ANNALS_TEST_DATABASE_URL is not set and a PostgreSQL container could not be started",
+        )
+    });
+    let host = container.get_host().expect("the container's host");
+    let port = container
+        .get_host_port_ipv4(5432)
+        .expect("the container's port");
+    format!("postgres://postgres:postgres@{host}:{port}/postgres")
+}
+
+/// A new schema name, unique and stamped with its creation time.
+pub(crate) fn new_schema_name() -> String {
+    let seconds = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_secs();
+    format!("{SCHEMA_PREFIX}{seconds}_{:08x}", fastrand::u32(..))
+}
+
+fn created_at(schema: &str) -> Option<u64> {
+    schema
+        .strip_prefix(SCHEMA_PREFIX)?
+        .split('_')
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn drop_stale_schemas(url: &str) {
+    let result = block_on(async {
+        let client = connect(url).await?;
+        let rows = client
+            .query(
+                "SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname, $1)",
+                &[&SCHEMA_PREFIX],
+            )
+            .await?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("a clock after 1970")
+            .as_secs();
+        for row in rows {
+            let schema: String = row.get(0);
+            let stale = created_at(&schema)
+                .is_some_and(|created| now.saturating_sub(created) > STALE_AFTER.as_secs());
+            if stale {
+                client
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                    .await?;
+            }
+        }
+        Ok::<_, tokio_postgres::Error>(())
+    });
+    if let Err(error) = result {
+        eprintln!("could not drop stale test schemas: {error}");
+    }
+}
+
+/// Drops `schema`, waiting at most a few seconds for locks.
+pub(crate) fn drop_schema(url: &str, schema: &str) {
+    let result = block_on(async {
+        let client = connect(url).await?;
+        client
+            .batch_execute(&format!(
+                "SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+            ))
+            .await
+    });
+    if let Err(error) = result {
+        eprintln!("could not drop test schema {schema}: {error}");
+    }
+}
+
+/// A connection of the test's own, outside the store's pool.
+pub(crate) async fn connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            eprintln!("test connection ended: {error}");
+        }
+    });
+    Ok(client)
+}
+
+fn block_on<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime for test set-up")
+        .block_on(future)
+}
+
+use annals_postgres::tokio_postgres;

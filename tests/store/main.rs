@@ -1,0 +1,16 @@
+//! The PostgreSQL event store against a real PostgreSQL: the conformance
+//! suite, the gap-free global stream under held-open and rolled-back
+//! transactions, migrations, restarts and the rest of its own contract.
+//!
+//! PostgreSQL is found through `ANNALS_TEST_DATABASE_URL`; without it a
+//! container is started.
+
+mod common;
+mod gap;
+mod migration;
+mod reads;
+mod restart;
+
+annals::conformance_tests!(conformance_postgres, async {
+    crate::common::fresh_store().await
+});
