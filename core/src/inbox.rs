@@ -17,6 +17,34 @@ use crate::Error;
 /// id, runs the handler with the transaction and commits; the message's
 /// offset is committed to the broker only after that. A message claimed
 /// before (a redelivery) is skipped.
+///
+/// A handler step written against any inbox:
+///
+/// ```
+/// use annals::{Inbox, MemoryInbox};
+/// use uuid::Uuid;
+///
+/// /// Handles `message_id` once in effect; false when it was a redelivery.
+/// async fn handle_once<I: Inbox>(inbox: &I, message_id: Uuid) -> Result<bool, annals::Error> {
+///     let mut tx = inbox.begin().await?;
+///     if !inbox.claim(&mut tx, "billing", message_id).await? {
+///         inbox.rollback(tx).await?;
+///         return Ok(false);
+///     }
+///     // ... the handler's effects, written with `tx` ...
+///     inbox.commit(tx).await?;
+///     Ok(true)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), annals::Error> {
+/// let inbox = MemoryInbox::new();
+/// let id = Uuid::now_v7();
+/// assert!(handle_once(&inbox, id).await?);
+/// assert!(!handle_once(&inbox, id).await?, "the redelivery has no effect");
+/// # Ok(())
+/// # }
+/// ```
 pub trait Inbox: Clone + Send + Sync + 'static {
     /// What handlers write with, inside the inbox's transaction.
     type Tx: Send;

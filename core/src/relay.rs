@@ -96,6 +96,52 @@ pub struct OutboxBacklog {
 /// One relay at a time publishes a shard: it holds the shard's lease, reads
 /// after its checkpoint, publishes, saves the checkpoint (only while holding
 /// the lease) and prunes what is behind it.
+///
+/// One round of a relay, against any source:
+///
+/// ```
+/// use annals::{
+///     AppendRequest, EventStore, ExpectedVersion, GlobalPosition, MemoryEventStore, Metadata,
+///     NewEvent, OutboxMessage, OutboxShard, OutboxSource, Payload, StreamId,
+/// };
+///
+/// /// Publishes what waits in `shard` after the relay's checkpoint; returns how many.
+/// async fn relay_once<S: OutboxSource>(source: &S, shard: OutboxShard) -> Result<usize, annals::Error> {
+///     let lease = source.acquire("billing-relay", shard).await?;
+///     let after = source.checkpoint("billing-relay", shard).await?.unwrap_or(GlobalPosition::START);
+///     let records = source.read_shard(shard, after, 100).await?;
+///     let Some(last) = records.last() else { return Ok(0) };
+///     // ... publish `records` in order and wait for the broker's acks ...
+///     source.save_checkpoint(&lease, "billing-relay", shard, last.position).await?;
+///     source.prune(shard, last.position, 1_000).await?;
+///     Ok(records.len())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = MemoryEventStore::new();
+/// let stream = StreamId::new("invoice-1")?;
+/// let message = OutboxMessage {
+///     message_id: uuid::Uuid::now_v7(),
+///     topic: "billing".into(),
+///     key: "invoice-1".into(),
+///     event_type: "InvoiceIssued".into(),
+///     event_version: 1,
+///     payload: Payload::encode(&serde_json::json!({ "cents": 1200 }))?,
+///     stream: stream.clone(),
+///     stream_version: 1,
+///     metadata: Metadata::default(),
+/// };
+/// let event = NewEvent::raw("InvoiceIssued", 1, message.payload.clone(), Metadata::default());
+/// store
+///     .append(AppendRequest::new(stream, ExpectedVersion::NoStream).event(event).outbox_message(message))
+///     .await?;
+///
+/// assert_eq!(relay_once(&store, OutboxShard::ALL).await?, 1);
+/// assert_eq!(relay_once(&store, OutboxShard::ALL).await?, 0, "published once");
+/// # Ok(())
+/// # }
+/// ```
 pub trait OutboxSource: OutboxReader + Clone + 'static {
     /// Proof of being the active relay of a shard; released when dropped.
     type Lease: Send + Sync + 'static;

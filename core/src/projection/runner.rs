@@ -40,6 +40,31 @@ pub struct ParkedEvent {
 /// Where a projection keeps its checkpoint, its parked events and its read
 /// model, and how its runners take turns: implemented by the in-memory
 /// backend here and by the Postgres one in `annals-postgres`.
+///
+/// The runner drives it; one step of it, against any backend:
+///
+/// ```
+/// use annals::{GlobalPosition, MemoryProjectionBackend, ProjectionBackend};
+///
+/// /// Applies one batch ending at `to` and moves the checkpoint there.
+/// async fn apply_batch<B: ProjectionBackend>(backend: &B, to: GlobalPosition) -> Result<(), annals::Error> {
+///     let lease = backend.acquire("order-totals").await?;
+///     assert!(backend.is_held(&lease));
+///     let from = backend.checkpoint("order-totals", 1).await?.unwrap_or(GlobalPosition::START);
+///     let tx = backend.begin("order-totals", 1).await?;
+///     // ... the projection's handler writes the batch's effects with `tx` ...
+///     backend.commit(tx, "order-totals", 1, from, to).await
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), annals::Error> {
+/// let backend = MemoryProjectionBackend::new();
+/// let to = GlobalPosition::new(1, 7);
+/// apply_batch(&backend, to).await?;
+/// assert_eq!(backend.checkpoint("order-totals", 1).await?, Some(to));
+/// # Ok(())
+/// # }
+/// ```
 pub trait ProjectionBackend: Clone + Send + Sync + 'static {
     /// What handlers write with.
     type Tx: Send;
