@@ -28,6 +28,7 @@ pub enum ProjectionState {
 
 /// A projection's progress.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct ProjectionStatus {
     /// The projection's name.
     pub name: String,
@@ -37,9 +38,6 @@ pub struct ProjectionStatus {
     pub state: ProjectionState,
     /// The position of the last event applied (or skipped by the filter).
     pub checkpoint: GlobalPosition,
-    /// Events in the global stream after the checkpoint, as of the last
-    /// read (an upper bound: it counts events of every type).
-    pub lag_events: u64,
     /// How long ago the oldest unapplied event was recorded; zero when caught
     /// up.
     pub lag: Duration,
@@ -63,7 +61,6 @@ impl ProjectionStatus {
             version,
             state: ProjectionState::Standby,
             checkpoint: GlobalPosition::START,
-            lag_events: 0,
             lag: Duration::ZERO,
             applied: 0,
             skipped: 0,
