@@ -13,6 +13,5 @@ mod failover;
 mod lifecycle;
 mod order;
 mod outage;
-mod probe;
 mod rejections;
 mod transactional;
