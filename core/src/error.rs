@@ -1,6 +1,6 @@
 //! The one error type of the `annals` crate.
 
-use crate::{ExpectedVersion, StreamId};
+use crate::{ExpectedVersion, OutboxShard, StreamId};
 
 /// A boxed error from a backend or a user callback.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -152,6 +152,18 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
 
+    /// A relay's lease of an outbox shard no longer holds (its session with
+    /// the store ended, so another relay may have taken the shard over);
+    /// nothing was written. Stop publishing the shard and acquire its lease
+    /// again: retrying the call with the lost lease cannot succeed.
+    #[error("relay `{relay}` no longer holds the lease of outbox shard {shard}")]
+    LeaseLost {
+        /// The relay's name.
+        relay: String,
+        /// The shard whose lease was lost.
+        shard: OutboxShard,
+    },
+
     /// The storage backend failed.
     #[error("{backend} backend error{}", if *.retriable { " (retriable)" } else { "" })]
     Backend {
@@ -176,6 +188,12 @@ impl Error {
     /// True for [`Error::Conflict`]: reload and decide again.
     pub fn is_conflict(&self) -> bool {
         matches!(self, Error::Conflict { .. })
+    }
+
+    /// True for [`Error::LeaseLost`]: stop relaying the shard and acquire it
+    /// again.
+    pub fn is_lease_lost(&self) -> bool {
+        matches!(self, Error::LeaseLost { .. })
     }
 
     /// True when the same call may succeed if repeated unchanged: a lost

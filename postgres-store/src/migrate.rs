@@ -25,6 +25,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "refuse_append",
         sql: include_str!("../migrations/0002_refuse_append.sql"),
     },
+    Migration {
+        version: 3,
+        name: "relay",
+        sql: include_str!("../migrations/0003_relay.sql"),
+    },
 ];
 
 /// What one migration run did.

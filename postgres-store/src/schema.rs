@@ -138,6 +138,7 @@ pub(crate) struct Statements {
     pub(crate) horizon: &'static str,
     pub(crate) oldest_blocking_transaction: &'static str,
     pub(crate) notify: &'static str,
+    pub(crate) relay: RelayStatements,
 }
 
 impl Statements {
@@ -156,6 +157,37 @@ impl Statements {
             horizon: include_str!("../sql/horizon.sql"),
             oldest_blocking_transaction: include_str!("../sql/oldest_blocking_transaction.sql"),
             notify: include_str!("../sql/notify.sql"),
+            relay: RelayStatements::new(schema),
+        }
+    }
+}
+
+/// The statements of the outbox relays (`sql/relay/`).
+#[derive(Debug)]
+pub(crate) struct RelayStatements {
+    pub(crate) read_shard: String,
+    pub(crate) held_back_shard: String,
+    pub(crate) checkpoint: String,
+    pub(crate) save_checkpoint: String,
+    pub(crate) prune: String,
+    pub(crate) backlog: String,
+    pub(crate) park: String,
+    pub(crate) parked: String,
+    pub(crate) try_lease: &'static str,
+}
+
+impl RelayStatements {
+    fn new(schema: &SchemaName) -> Self {
+        RelayStatements {
+            read_shard: schema.render(include_str!("../sql/relay/read_shard.sql")),
+            held_back_shard: schema.render(include_str!("../sql/relay/held_back_shard.sql")),
+            checkpoint: schema.render(include_str!("../sql/relay/checkpoint.sql")),
+            save_checkpoint: schema.render(include_str!("../sql/relay/save_checkpoint.sql")),
+            prune: schema.render(include_str!("../sql/relay/prune.sql")),
+            backlog: schema.render(include_str!("../sql/relay/backlog.sql")),
+            park: schema.render(include_str!("../sql/relay/park.sql")),
+            parked: schema.render(include_str!("../sql/relay/parked.sql")),
+            try_lease: include_str!("../sql/relay/try_lease.sql"),
         }
     }
 }

@@ -155,9 +155,26 @@ pub(crate) fn metadata_from_columns(
     Ok(metadata)
 }
 
+/// `annals::key_hash(key)` as the outbox's `key_hash` column holds it: the
+/// u32's bits in a signed `integer` (PostgreSQL has no unsigned type). SQL
+/// gets the u32 back with `key_hash::bigint & 4294967295`.
+pub(crate) fn key_hash_column(key: &str) -> i32 {
+    i32::from_ne_bytes(annals::key_hash(key).to_ne_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_hashes_keep_their_bits_in_the_signed_column() {
+        // 0xe40c292c has its top bit set: stored negative, read back whole
+        // with `key_hash::bigint & 4294967295`.
+        let stored = key_hash_column("a");
+        assert!(stored < 0);
+        assert_eq!(i64::from(stored) & 0xffff_ffff, 0xe40c_292c);
+        assert_eq!(i64::from(key_hash_column("")) & 0xffff_ffff, 0x811c_9dc5);
+    }
 
     #[test]
     fn metadata_round_trips_through_its_columns() {

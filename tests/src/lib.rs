@@ -3,3 +3,4 @@
 //! and helpers around them.
 
 pub mod kafka;
+pub mod postgres;

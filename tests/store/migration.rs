@@ -1,11 +1,12 @@
 //! Migrations: instances starting together, re-runs, edited history, bad
 //! schema names.
 
+use annals::OutboxSource;
 use annals_postgres::{Error, PgEventStore, migrate};
 
 use crate::common::{Schema, connect, database_url};
 
-async fn recorded_versions(schema: &str) -> Vec<i32> {
+async fn recorded_versions(schema: &str) -> Vec<u32> {
     let client = connect(database_url()).await.unwrap();
     client
         .query(
@@ -15,7 +16,7 @@ async fn recorded_versions(schema: &str) -> Vec<i32> {
         .await
         .unwrap()
         .iter()
-        .map(|row| row.get(0))
+        .map(|row| u32::try_from(row.get::<_, i32>(0)).unwrap())
         .collect()
 }
 
@@ -29,15 +30,20 @@ async fn instances_migrating_at_once_apply_each_version_once() {
         migrate(&mut second, schema.name())
     );
     let (one, two) = (one.unwrap(), two.unwrap());
+    // Every version this build knows, without naming the newest: adding a
+    // migration leaves this test as it is.
+    let known: Vec<u32> = (1..=one.current).collect();
+    assert!(known.len() >= 3, "{one:?}");
     let mut applied = [one.applied.clone(), two.applied.clone()];
     applied.sort();
     assert_eq!(
         applied,
-        [vec![], vec![1, 2]],
+        [vec![], known.clone()],
         "one applied, one found it done"
     );
-    assert_eq!((one.current, two.current), (2, 2));
-    assert_eq!(recorded_versions(schema.name()).await, [1, 2]);
+    assert_eq!(two.current, one.current);
+    let recorded = recorded_versions(schema.name()).await;
+    assert_eq!(recorded, known);
 
     // Stores connecting together on the migrated schema, and a re-run: no-ops.
     let stores =
@@ -47,8 +53,8 @@ async fn instances_migrating_at_once_apply_each_version_once() {
     }
     let again = migrate(&mut first, schema.name()).await.unwrap();
     assert!(again.applied.is_empty());
-    assert_eq!(again.current, 2);
-    assert_eq!(recorded_versions(schema.name()).await, [1, 2]);
+    assert_eq!(again.current, one.current);
+    assert_eq!(recorded_versions(schema.name()).await, recorded);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,7 +65,11 @@ async fn fresh_stores_connecting_at_once_create_the_schema_once() {
     for store in stores {
         store.unwrap();
     }
-    assert_eq!(recorded_versions(schema.name()).await, [1, 2]);
+    let mut client = connect(database_url()).await.unwrap();
+    let report = migrate(&mut client, schema.name()).await.unwrap();
+    assert!(report.applied.is_empty(), "{report:?}");
+    let known: Vec<u32> = (1..=report.current).collect();
+    assert_eq!(recorded_versions(schema.name()).await, known);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,4 +114,55 @@ async fn a_bad_schema_name_is_refused_before_any_sql() {
     );
     let annals_error: annals::Error = error.into();
     assert!(matches!(annals_error, annals::Error::Config(_)));
+}
+
+/// The relay migration (3) applies to an outbox that holds messages: it
+/// fills their keys' shard hashes as `annals::key_hash` computes them, so
+/// that they are relayed by the shard of their key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_migration_fills_the_shard_of_stored_messages() {
+    let schema = Schema::new();
+    let name = schema.name();
+    let mut client = connect(database_url()).await.unwrap();
+    migrate(&mut client, name).await.unwrap();
+    // Back to the schema before migration 3, with messages in the outbox.
+    client
+        .batch_execute(&format!(
+            "DROP TABLE \"{name}\".outbox_parked;
+             ALTER TABLE \"{name}\".outbox DROP COLUMN key_hash;
+             DROP FUNCTION \"{name}\".outbox_key_hash(text);
+             DELETE FROM \"{name}\".schema_migrations WHERE version = 3;"
+        ))
+        .await
+        .unwrap();
+    let keys = ["a", "foobar", "order-17", "Bestellung-ü", "注文-3"];
+    for key in keys {
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO \"{name}\".outbox (message_id, topic, key, event_type,
+                         event_version, payload, stream_id, stream_version, metadata)
+                     VALUES ($1, 't', $2, 'E', 1, '{{}}', $2, 1, '{{}}')"
+                ),
+                &[&uuid::Uuid::now_v7(), &key],
+            )
+            .await
+            .unwrap();
+    }
+
+    let report = migrate(&mut client, name).await.unwrap();
+    assert_eq!(report.applied, [3]);
+    let store = PgEventStore::connect(schema.config()).await.unwrap();
+    let mut relayed = 0;
+    for shard in annals::OutboxShard::split(3).unwrap() {
+        for record in store
+            .read_shard(shard, annals::GlobalPosition::START, 100)
+            .await
+            .unwrap()
+        {
+            assert!(shard.contains(&record.message.key), "{record:?}");
+            relayed += 1;
+        }
+    }
+    assert_eq!(relayed, keys.len());
 }

@@ -1,7 +1,7 @@
 -- Any number of events, an optional snapshot and outbox messages. $5 to $12
 -- are the event columns of write_event.sql as arrays, $14 the snapshot's
 -- state version and $15 its state (or NULL), $16 to $24 the outbox
--- message columns as arrays. The last event claims the append's command id
+-- message columns as arrays and $25 their keys' shard hashes. The last event claims the append's command id
 -- ($4), when there is one.
 written AS (
     INSERT INTO {schema}.events (stream_id, stream_version, event_id, event_type, event_version,
@@ -35,14 +35,14 @@ snapshot AS (
 ),
 outbox AS (
     INSERT INTO {schema}.outbox (message_id, topic, key, event_type, event_version, payload,
-                                 stream_id, stream_version, metadata)
+                                 stream_id, stream_version, metadata, key_hash)
     SELECT o.message_id, o.topic, o.key, o.event_type, o.event_version, o.payload, o.stream_id,
-           o.stream_version, o.metadata
+           o.stream_version, o.metadata, o.key_hash
       FROM stream s,
            unnest($16::uuid[], $17::text[], $18::text[], $19::text[], $20::integer[],
-                  $21::jsonb[], $22::text[], $23::bigint[], $24::jsonb[])
+                  $21::jsonb[], $22::text[], $23::bigint[], $24::jsonb[], $25::integer[])
            WITH ORDINALITY AS o(message_id, topic, key, event_type, event_version, payload,
-                                stream_id, stream_version, metadata, ordinality)
+                                stream_id, stream_version, metadata, key_hash, ordinality)
      ORDER BY o.ordinality
 )
 SELECT false, NULL, s.version - $3::bigint + 1, s.version, s.last_tx_id, w.position

@@ -75,7 +75,7 @@ struct EventColumns<'a> {
     metadata: Option<JsonText<String>>,
 }
 
-/// $5 to $12 and $14 to $24 of `write_batch.sql`.
+/// $5 to $12 and $14 to $25 of `write_batch.sql`.
 #[derive(Default)]
 struct BatchColumns<'a> {
     event_ids: Vec<Uuid>,
@@ -97,6 +97,9 @@ struct BatchColumns<'a> {
     message_stream_ids: Vec<&'a str>,
     message_stream_versions: Vec<i64>,
     message_metadata: Vec<JsonText<String>>,
+    /// The bits of each key's `annals::key_hash` as the `integer` column
+    /// holds them.
+    message_key_hashes: Vec<i32>,
 }
 
 impl<'a> AppendCall<'a> {
@@ -184,6 +187,7 @@ impl<'a> AppendCall<'a> {
                     &batch.message_stream_ids,
                     &batch.message_stream_versions,
                     &batch.message_metadata,
+                    &batch.message_key_hashes,
                 ]);
             }
         }
@@ -234,6 +238,9 @@ fn batch_columns<'a>(
         batch.message_metadata.push(JsonText(
             serde_json::to_string(&message.metadata).map_err(encode)?,
         ));
+        batch
+            .message_key_hashes
+            .push(crate::types::key_hash_column(&message.key));
     }
     Ok(batch)
 }

@@ -6,6 +6,7 @@ mod horizon;
 mod notify;
 mod outbox;
 mod read;
+mod relay;
 mod rows;
 mod signal;
 mod within;
@@ -22,6 +23,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use uuid::Uuid;
 
 pub use horizon::BlockingTransaction;
+pub use relay::PgShardLease;
 
 use crate::pool::{build_pool, connection_config, tls_connector};
 use crate::schema::{SchemaName, Statements};
@@ -40,6 +42,9 @@ use signal::Signal;
 ///   appear behind a reader's checkpoint.
 /// - Command ids, snapshots and the outbox live in the same transaction as
 ///   the events.
+/// - It is the [`OutboxSource`](annals::OutboxSource) of outbox relays:
+///   shards by key hash, one relay per shard by advisory lock
+///   ([`PgShardLease`]).
 ///
 /// ```no_run
 /// use annals::{AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, Payload, StreamId};

@@ -15,13 +15,18 @@ impl PgEventStore {
         }
         let sql = &self.inner.sql;
         let rows = self
-            .page(&sql.read_outbox, &sql.held_back_outbox, after, limit)
+            .page(&sql.read_outbox, &sql.held_back_outbox, after, limit, &[])
             .await?;
-        let mut records: Vec<OutboxRecord> = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let previous = records.last().map(|record| &record.message.stream);
-            records.push(rows::outbox_record(row, previous)?);
-        }
-        Ok(records)
+        records(&rows)
     }
+}
+
+/// The records of `rows` in the columns of `read_outbox.sql`.
+pub(super) fn records(rows: &[tokio_postgres::Row]) -> Result<Vec<OutboxRecord>, annals::Error> {
+    let mut records: Vec<OutboxRecord> = Vec::with_capacity(rows.len());
+    for row in rows {
+        let previous = records.last().map(|record| &record.message.stream);
+        records.push(rows::outbox_record(row, previous)?);
+    }
+    Ok(records)
 }

@@ -11,7 +11,7 @@ use annals::{GlobalPosition, OutboxShard, OutboxSource};
 use annals_kafka::{KafkaConfig, OutboxRelay, OutboxRelayBuilder, RelayHandle, RelayStatus};
 
 pub(crate) use check::assert_exactly_once_in_order;
-pub(crate) use stores::{FlakySource, RelayStore};
+pub(crate) use stores::{FlakySource, RelayStore, postgres_store};
 pub(crate) use write::{Writer, Written};
 
 /// The producer's `message.timeout.ms` in the tests, and with it the
@@ -122,8 +122,7 @@ pub(crate) fn init_tracing() {
 }
 
 /// Declares `#[tokio::test]`s that run the generic test `$test` against
-/// every store: `$test::memory` (and `$test::postgres` once the Postgres
-/// outbox source exists).
+/// every store: `$test::memory` and `$test::postgres`.
 macro_rules! for_each_store {
     ($test:ident) => {
         mod $test {
@@ -131,6 +130,14 @@ macro_rules! for_each_store {
             async fn memory() {
                 $crate::common::init_tracing();
                 super::$test(annals::MemoryEventStore::new()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                $crate::common::init_tracing();
+                // The schema outlives the test body, which drops the store.
+                let (_schema, store) = $crate::common::postgres_store().await;
+                super::$test(store).await;
             }
         }
     };

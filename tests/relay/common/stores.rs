@@ -8,11 +8,23 @@ use annals::{
     AppendSignal, Error, EventStore, GlobalPosition, OutboxBacklog, OutboxReader, OutboxRecord,
     OutboxShard, OutboxSource,
 };
+use annals_postgres::PgEventStore;
+use annals_tests::postgres::Schema;
 
 /// A store the tests write to and relay from.
 pub(crate) trait RelayStore: EventStore + OutboxSource {}
 
 impl<T: EventStore + OutboxSource> RelayStore for T {}
+
+/// A PostgreSQL store in a schema of its own, and the schema, which is
+/// dropped with everything in it when the guard goes.
+pub(crate) async fn postgres_store() -> (Schema, PgEventStore) {
+    let schema = Schema::new();
+    let store = PgEventStore::connect(schema.config())
+        .await
+        .expect("connecting to the test database");
+    (schema, store)
+}
 
 /// An outbox source that fails every call while `down`, as a store whose
 /// server is unreachable would, and can hold back reads alone.

@@ -1,8 +1,6 @@
 //! What every store test shares: a database, a schema of its own, and a
 //! store over it that drops the schema when the test is done.
 
-mod database;
-
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,68 +12,7 @@ use annals::{
 use annals_postgres::{Config, PgEventStore};
 use uuid::Uuid;
 
-pub(crate) use database::{connect, database_url, new_schema_name};
-
-/// How long a read of the global stream may wait for transactions that hide
-/// rows committed before it. The horizon is cluster-wide: a transaction that
-/// another test (or anything else on the server) has open hides what this
-/// test committed after it, and the conformance cases read the global
-/// stream right after writing.
-const HORIZON_WAIT: Duration = Duration::from_secs(30);
-
-/// A schema of the test's own, dropped (with everything in it) when the last
-/// handle to it goes.
-#[derive(Debug)]
-pub(crate) struct Schema {
-    name: String,
-}
-
-impl Schema {
-    /// Picks a new schema name; the schema is created by whatever migrates
-    /// first.
-    pub(crate) fn new() -> Self {
-        // Set up the database (and drop stale schemas) first.
-        database_url();
-        Schema {
-            name: new_schema_name(),
-        }
-    }
-
-    /// Its name.
-    pub(crate) fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The store configuration for this schema, with connections named after
-    /// it so that a test can find (and kill) them.
-    pub(crate) fn config(&self) -> Config {
-        Config::from_url(database_url())
-            .expect("ANNALS_TEST_DATABASE_URL is a libpq URL")
-            .with_schema(self.name.clone())
-            .with_application_name(&self.application_name())
-            .with_pool_size(10)
-            .with_pool_wait_timeout(Duration::from_secs(60))
-            .with_horizon_wait(HORIZON_WAIT)
-    }
-
-    /// The `application_name` of the connections of [`Schema::config`].
-    pub(crate) fn application_name(&self) -> String {
-        format!("t{}", &self.name[database::SCHEMA_PREFIX.len() - 1..])
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let url = database_url().to_owned();
-        // The drop may run inside a runtime, where blocking on another
-        // would panic: a thread of its own does the work.
-        let dropped = std::thread::spawn(move || database::drop_schema(&url, &name)).join();
-        if dropped.is_err() {
-            eprintln!("dropping test schema {} panicked", self.name);
-        }
-    }
-}
+pub(crate) use annals_tests::postgres::{Schema, connect, database_url};
 
 /// A [`PgEventStore`] in a schema of its own, dropped at the end of the test.
 #[derive(Debug, Clone)]

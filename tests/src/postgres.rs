@@ -1,14 +1,21 @@
 //! Where the tests find PostgreSQL, and schemas of their own in it.
+//!
+//! The database is `ANNALS_TEST_DATABASE_URL` (a libpq URL) when set;
+//! otherwise a PostgreSQL container started once per test binary with
+//! testcontainers (which needs Docker). Every test works in a schema of its
+//! own, dropped when the test is done; schemas left over by runs that
+//! crashed are dropped when a test binary starts.
 
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use annals_postgres::{Config, tokio_postgres};
 use testcontainers_modules::postgres::Postgres;
 use testcontainers_modules::testcontainers::Container;
 use testcontainers_modules::testcontainers::runners::SyncRunner;
 
 /// The prefix of every schema a test creates.
-pub(crate) const SCHEMA_PREFIX: &str = "annals_test_";
+const SCHEMA_PREFIX: &str = "annals_test_";
 
 /// Schemas older than this are left over from runs that crashed before
 /// dropping them, and are dropped when a test binary starts.
@@ -17,7 +24,7 @@ const STALE_AFTER: Duration = Duration::from_secs(6 * 3600);
 /// The database of the tests: `ANNALS_TEST_DATABASE_URL` (a libpq URL), or a
 /// PostgreSQL container started once for this test binary when it is not
 /// set.
-pub(crate) fn database_url() -> &'static str {
+pub fn database_url() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
         let url = match std::env::var("ANNALS_TEST_DATABASE_URL") {
@@ -53,7 +60,7 @@ fn start_container() -> String {
 }
 
 /// A new schema name, unique and stamped with its creation time.
-pub(crate) fn new_schema_name() -> String {
+pub fn new_schema_name() -> String {
     let seconds = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("a clock after 1970")
@@ -101,7 +108,7 @@ fn drop_stale_schemas(url: &str) {
 }
 
 /// Drops `schema`, waiting at most a few seconds for locks.
-pub(crate) fn drop_schema(url: &str, schema: &str) {
+fn drop_schema(url: &str, schema: &str) {
     let result = block_on(async {
         let client = connect(url).await?;
         client
@@ -116,7 +123,7 @@ pub(crate) fn drop_schema(url: &str, schema: &str) {
 }
 
 /// A connection of the test's own, outside the store's pool.
-pub(crate) async fn connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+pub async fn connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
@@ -134,4 +141,67 @@ fn block_on<F: Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
-use annals_postgres::tokio_postgres;
+/// How long a read of the global stream may wait for transactions that hide
+/// rows committed before it. The horizon is cluster-wide: a transaction that
+/// another test (or anything else on the server) has open hides what this
+/// test committed after it, and the conformance cases read the global
+/// stream right after writing.
+const HORIZON_WAIT: Duration = Duration::from_secs(30);
+
+/// A schema of the test's own, dropped (with everything in it) when the last
+/// handle to it goes.
+#[derive(Debug)]
+pub struct Schema {
+    name: String,
+}
+
+impl Schema {
+    /// Picks a new schema name; the schema is created by whatever migrates
+    /// first.
+    #[expect(
+        clippy::new_without_default,
+        reason = "every call names another schema; a default would suggest one fixed schema"
+    )]
+    pub fn new() -> Self {
+        // Set up the database (and drop stale schemas) first.
+        database_url();
+        Schema {
+            name: new_schema_name(),
+        }
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The store configuration for this schema, with connections named after
+    /// it so that a test can find (and kill) them.
+    pub fn config(&self) -> Config {
+        Config::from_url(database_url())
+            .expect("ANNALS_TEST_DATABASE_URL is a libpq URL")
+            .with_schema(self.name.clone())
+            .with_application_name(&self.application_name())
+            .with_pool_size(10)
+            .with_pool_wait_timeout(Duration::from_secs(60))
+            .with_horizon_wait(HORIZON_WAIT)
+    }
+
+    /// The `application_name` of the connections of [`Schema::config`].
+    pub fn application_name(&self) -> String {
+        format!("t{}", &self.name[SCHEMA_PREFIX.len() - 1..])
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let url = database_url().to_owned();
+        // The drop may run inside a runtime, where blocking on another
+        // would panic: a thread of its own does the work.
+        let dropped = std::thread::spawn(move || drop_schema(&url, &name)).join();
+        if dropped.is_err() {
+            eprintln!("dropping test schema {} panicked", self.name);
+        }
+    }
+}

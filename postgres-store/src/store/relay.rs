@@ -1,0 +1,394 @@
+//! The store as the source of outbox relays: shards by the key's hash,
+//! leases as session advisory locks, checkpoints fenced by the lease,
+//! pruning and parking.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use annals::{
+    AppendSignal, Error, EventStore, GlobalPosition, OutboxBacklog, OutboxRecord, OutboxShard,
+    OutboxSource,
+};
+use chrono::{DateTime, Utc};
+use tokio::task::JoinHandle;
+use tokio_postgres::types::ToSql;
+
+use super::outbox::records;
+use super::read::{bigint, checkpoint as checkpoint_params};
+use super::{PgEventStore, rows};
+use crate::error::{backend, corrupt, pool};
+use crate::types::{JsonText, Xid8};
+
+/// How often a relay waiting for a shard tries the shard's lock. Polling
+/// rather than a blocking `pg_advisory_lock` keeps the waiting connection
+/// answering, so that a broken one is noticed and replaced.
+const ACQUIRE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How often a lease checks its session with a round trip. The connection
+/// notices a session the server ended at once; the round trip notices a
+/// server or network that went silent.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long that round trip may take before the lease counts as lost.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The lease of one outbox shard for one relay of a [`PgEventStore`]: a
+/// session-level advisory lock held by a connection of its own, outside the
+/// pool.
+///
+/// It holds exactly as long as that session: dropping the lease closes the
+/// connection and releases the lock, and a session that dies (the server
+/// restarted, the backend was terminated, the network broke) releases it
+/// for a standby. Checkpoints are saved on the same connection, so a relay
+/// whose session died cannot write one after another relay took over.
+///
+/// ```no_run
+/// use annals::{GlobalPosition, OutboxShard, OutboxSource};
+///
+/// # async fn run(store: annals_postgres::PgEventStore) -> Result<(), annals::Error> {
+/// let shard = OutboxShard::new(0, 4)?;
+/// // Waits while another relay named "orders" holds the shard.
+/// let lease = store.acquire("orders", shard).await?;
+/// let after = store.checkpoint("orders", shard).await?.unwrap_or(GlobalPosition::START);
+/// let records = store.read_shard(shard, after, 500).await?;
+/// if let Some(last) = records.last() {
+///     // ... publish the records, then, once the broker acked them all:
+///     store.save_checkpoint(&lease, "orders", shard, last.position).await?;
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub struct PgShardLease {
+    client: Arc<tokio_postgres::Client>,
+    held: Arc<AtomicBool>,
+    relay: String,
+    shard: OutboxShard,
+    connection: JoinHandle<()>,
+    keepalive: JoinHandle<()>,
+}
+
+impl PgShardLease {
+    fn lost(&self) -> Error {
+        Error::LeaseLost {
+            relay: self.relay.clone(),
+            shard: self.shard,
+        }
+    }
+
+    fn holds(&self) -> bool {
+        self.held.load(Ordering::SeqCst) && !self.client.is_closed()
+    }
+}
+
+impl fmt::Debug for PgShardLease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgShardLease")
+            .field("relay", &self.relay)
+            .field("shard", &self.shard)
+            .field("held", &self.holds())
+            .finish()
+    }
+}
+
+impl Drop for PgShardLease {
+    fn drop(&mut self) {
+        // Dropping the connection's task closes its socket, which ends the
+        // session and with it the lock.
+        self.keepalive.abort();
+        self.connection.abort();
+    }
+}
+
+/// Aborts the connection task of a lease that was never handed out (the
+/// acquiring future failed or was dropped while it waited).
+struct AbortOnDrop(Option<JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
+/// The advisory lock's name: one per schema, relay and shard.
+fn lease_name(schema: &str, relay: &str, shard: OutboxShard) -> String {
+    format!(
+        "annals.relay.{schema}.{relay}.{}/{}",
+        shard.index(),
+        shard.count()
+    )
+}
+
+/// The name of the relay's checkpoint of `shard` in the checkpoints table.
+fn checkpoint_name(relay: &str, shard: OutboxShard) -> String {
+    format!("relay:{relay}:{}/{}", shard.index(), shard.count())
+}
+
+/// The shard as the `(count, index)` parameters of the shard filter.
+fn shard_params(shard: OutboxShard) -> (i64, i64) {
+    (i64::from(shard.count()), i64::from(shard.index()))
+}
+
+/// Marks the lease lost when its session stops answering.
+async fn keep_alive(client: Arc<tokio_postgres::Client>, held: Arc<AtomicBool>) {
+    let mut ticks = tokio::time::interval(KEEPALIVE_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let answered = tokio::time::timeout(KEEPALIVE_TIMEOUT, client.simple_query("SELECT 1"))
+            .await
+            .is_ok_and(|result| result.is_ok());
+        if !answered {
+            held.store(false, Ordering::SeqCst);
+            return;
+        }
+    }
+}
+
+impl OutboxSource for PgEventStore {
+    type Lease = PgShardLease;
+
+    async fn acquire(&self, relay: &str, shard: OutboxShard) -> Result<PgShardLease, Error> {
+        let inner = &self.inner;
+        let (client, connection) = inner
+            .listen_config
+            .connect(inner.tls.clone())
+            .await
+            .map_err(backend)?;
+        let held = Arc::new(AtomicBool::new(true));
+        let mut connection = AbortOnDrop(Some(tokio::spawn({
+            let held = Arc::clone(&held);
+            async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(%error, "the connection of a relay's lease ended");
+                }
+                held.store(false, Ordering::SeqCst);
+            }
+        })));
+        let name = lease_name(inner.schema.as_str(), relay, shard);
+        let statement = client
+            .prepare(inner.sql.relay.try_lease)
+            .await
+            .map_err(backend)?;
+        loop {
+            let locked: bool = client
+                .query_one(&statement, &[&name])
+                .await
+                .and_then(|row| row.try_get(0))
+                .map_err(backend)?;
+            if locked {
+                break;
+            }
+            tokio::time::sleep(ACQUIRE_INTERVAL).await;
+        }
+        let client = Arc::new(client);
+        let keepalive = tokio::spawn(keep_alive(Arc::clone(&client), Arc::clone(&held)));
+        Ok(PgShardLease {
+            client,
+            held,
+            relay: relay.to_owned(),
+            shard,
+            connection: connection.0.take().expect("set above"),
+            keepalive,
+        })
+    }
+
+    fn is_held(&self, lease: &PgShardLease) -> bool {
+        lease.holds()
+    }
+
+    async fn read_shard(
+        &self,
+        shard: OutboxShard,
+        after: GlobalPosition,
+        limit: usize,
+    ) -> Result<Vec<OutboxRecord>, Error> {
+        if shard == OutboxShard::ALL {
+            return self.outbox_records(after, limit).await;
+        }
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let sql = &self.inner.sql.relay;
+        let (count, index) = shard_params(shard);
+        let rows = self
+            .page(
+                &sql.read_shard,
+                &sql.held_back_shard,
+                after,
+                limit,
+                &[&count, &index],
+            )
+            .await?;
+        records(&rows)
+    }
+
+    async fn checkpoint(
+        &self,
+        relay: &str,
+        shard: OutboxShard,
+    ) -> Result<Option<GlobalPosition>, Error> {
+        let client = self.inner.pool.get().await.map_err(pool)?;
+        let statement = client
+            .prepare_cached(&self.inner.sql.relay.checkpoint)
+            .await
+            .map_err(backend)?;
+        let row = client
+            .query_opt(&statement, &[&checkpoint_name(relay, shard)])
+            .await
+            .map_err(backend)?;
+        row.map(|row| {
+            let Xid8(commit) = row.try_get(0).map_err(backend)?;
+            let position: i64 = row.try_get(1).map_err(backend)?;
+            let sequence = u64::try_from(position)
+                .map_err(|_| corrupt(format!("stored checkpoint position {position}")))?;
+            Ok(GlobalPosition::new(commit, sequence))
+        })
+        .transpose()
+    }
+
+    async fn save_checkpoint(
+        &self,
+        lease: &PgShardLease,
+        relay: &str,
+        shard: OutboxShard,
+        position: GlobalPosition,
+    ) -> Result<(), Error> {
+        if lease.relay != relay || lease.shard != shard {
+            return Err(Error::Config(format!(
+                "the lease of relay `{}` shard {} cannot save the checkpoint of relay `{relay}` shard {shard}",
+                lease.relay, lease.shard
+            )));
+        }
+        if !lease.holds() {
+            return Err(lease.lost());
+        }
+        let (commit, sequence) = checkpoint_params(position);
+        let name = checkpoint_name(relay, shard);
+        // On the lease's own connection: once its session is gone (and with
+        // it the lock another relay may now hold) this cannot write.
+        let saved = lease
+            .client
+            .execute(
+                &self.inner.sql.relay.save_checkpoint,
+                &[&name, &commit, &sequence],
+            )
+            .await;
+        match saved {
+            Ok(_) => Ok(()),
+            Err(_) if !lease.holds() => Err(lease.lost()),
+            Err(error) => Err(backend(error)),
+        }
+    }
+
+    async fn prune(
+        &self,
+        shard: OutboxShard,
+        through: GlobalPosition,
+        limit: usize,
+    ) -> Result<u64, Error> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let client = self.inner.pool.get().await.map_err(pool)?;
+        let statement = client
+            .prepare_cached(&self.inner.sql.relay.prune)
+            .await
+            .map_err(backend)?;
+        let (commit, sequence) = checkpoint_params(through);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let (count, index) = shard_params(shard);
+        client
+            .execute(&statement, &[&commit, &sequence, &limit, &count, &index])
+            .await
+            .map_err(backend)
+    }
+
+    async fn park(&self, relay: &str, record: &OutboxRecord, reason: &str) -> Result<(), Error> {
+        let message = &record.message;
+        let event_version = i32::try_from(message.event_version).map_err(|_| {
+            Error::Config(format!(
+                "message {} has schema version {}, larger than {}",
+                message.message_id,
+                message.event_version,
+                i32::MAX
+            ))
+        })?;
+        let metadata =
+            serde_json::to_string(&message.metadata).map_err(|source| Error::Encode {
+                what: format!("the metadata of message {}", message.message_id),
+                source,
+            })?;
+        let client = self.inner.pool.get().await.map_err(pool)?;
+        let statement = client
+            .prepare_cached(&self.inner.sql.relay.park)
+            .await
+            .map_err(backend)?;
+        let (commit, sequence) = checkpoint_params(record.position);
+        let stream_version = bigint(message.stream_version);
+        let params: [&(dyn ToSql + Sync); 14] = [
+            &relay,
+            &commit,
+            &sequence,
+            &record.recorded_at,
+            &message.message_id,
+            &message.topic,
+            &message.key,
+            &message.event_type,
+            &event_version,
+            &JsonText(message.payload.get()),
+            &message.stream.as_str(),
+            &stream_version,
+            &JsonText(metadata.as_str()),
+            &reason,
+        ];
+        client.execute(&statement, &params).await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn parked(&self, relay: &str) -> Result<Vec<(OutboxRecord, String)>, Error> {
+        let client = self.inner.pool.get().await.map_err(pool)?;
+        let statement = client
+            .prepare_cached(&self.inner.sql.relay.parked)
+            .await
+            .map_err(backend)?;
+        let rows = client.query(&statement, &[&relay]).await.map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let reason: String = row.try_get(12).map_err(backend)?;
+                Ok((rows::outbox_record(row, None)?, reason))
+            })
+            .collect()
+    }
+
+    async fn backlog(
+        &self,
+        shard: OutboxShard,
+        after: GlobalPosition,
+    ) -> Result<OutboxBacklog, Error> {
+        let client = self.inner.pool.get().await.map_err(pool)?;
+        let statement = client
+            .prepare_cached(&self.inner.sql.relay.backlog)
+            .await
+            .map_err(backend)?;
+        let (commit, sequence) = checkpoint_params(after);
+        let (count, index) = shard_params(shard);
+        let row = client
+            .query_one(&statement, &[&commit, &sequence, &count, &index])
+            .await
+            .map_err(backend)?;
+        let messages: i64 = row.try_get(0).map_err(backend)?;
+        let oldest: Option<DateTime<Utc>> = row.try_get(1).map_err(backend)?;
+        Ok(OutboxBacklog {
+            messages: u64::try_from(messages).unwrap_or_default(),
+            oldest,
+        })
+    }
+
+    fn outbox_signal(&self) -> AppendSignal {
+        self.append_signal()
+    }
+}
