@@ -3,16 +3,20 @@
 
 mod config;
 mod error;
+mod inbox;
 mod migrate;
 mod pool;
 mod schema;
 mod store;
+mod tx;
 mod types;
 
 pub use config::{Config, Notify, Tls};
 pub use error::{Error, Result};
+pub use inbox::PgInbox;
 pub use migrate::{MigrationReport, migrate};
-pub use store::{BlockingTransaction, PgEventStore};
+pub use store::{BlockingTransaction, PgEventStore, PgShardLease};
+pub use tx::PgTx;
 
 /// The driver and the pool, whose types appear in this API.
 pub use {deadpool_postgres, tokio_postgres};

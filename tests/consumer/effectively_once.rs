@@ -9,8 +9,8 @@ use annals_kafka::Consumer;
 use uuid::Uuid;
 
 use crate::common::{
-    Backend, Faults, TestMessage, assert_exactly_once, config, init_tracing, produce, topics,
-    unique_name, wait_for_effects,
+    Backend, Faults, TestMessage, assert_exactly_once, config, init_tracing, produce_over_time,
+    topics, unique_name, wait_for_effects,
 };
 
 const MESSAGES: u64 = 10_000;
@@ -37,15 +37,7 @@ pub(crate) async fn survives_kills<B: Backend>(backend: B) {
         messages.insert(at, again);
     }
     // Produced while the consumers come and go.
-    let producing = {
-        let topic = topic.clone();
-        tokio::spawn(async move {
-            for chunk in messages.chunks(1_000) {
-                produce(&topic, chunk).await;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-    };
+    let producing = produce_over_time(&topic, messages, 1_000, Duration::from_millis(50));
 
     let mut handled = 0;
     let mut duplicates = 0;

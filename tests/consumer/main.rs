@@ -4,7 +4,10 @@
 //! keep their order; full queues pause partitions.
 //!
 //! The effects are recorded by a backend (see `common`): in memory, in one
-//! lock with the inbox's claims, as a database transaction would.
+//! lock with the inbox's claims, as a database transaction would; and in
+//! PostgreSQL, with `annals_postgres::PgInbox` and a counter table written
+//! in the claim's transaction. PostgreSQL is found through
+//! `ANNALS_TEST_DATABASE_URL`; without it a container is started.
 
 mod backpressure;
 mod block_key;
@@ -16,7 +19,7 @@ mod poison;
 mod prune;
 mod rebalance;
 
-use common::MemoryBackend;
+use common::{MemoryBackend, PostgresBackend};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn effectively_once_through_duplicates_and_kills_in_memory() {
@@ -31,4 +34,19 @@ async fn rebalance_hands_partitions_over_without_loss_or_duplicate_in_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_is_dead_lettered_with_its_origin_and_replayed_after_the_fix_in_memory() {
     poison::dead_letters_then_replay(MemoryBackend::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn effectively_once_through_duplicates_and_kills_in_postgres() {
+    effectively_once::survives_kills(PostgresBackend::new().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebalance_hands_partitions_over_without_loss_or_duplicate_in_postgres() {
+    rebalance::second_member_joins_then_first_leaves(PostgresBackend::new().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_is_dead_lettered_with_its_origin_and_replayed_after_the_fix_in_postgres() {
+    poison::dead_letters_then_replay(PostgresBackend::new().await).await;
 }

@@ -8,8 +8,8 @@ use annals_kafka::Consumer;
 use uuid::Uuid;
 
 use crate::common::{
-    Backend, Faults, TestMessage, assert_exactly_once, config, init_tracing, produce, topics,
-    unique_name, wait_for_effects,
+    Backend, Faults, TestMessage, assert_exactly_once, config, init_tracing, produce_over_time,
+    topics, unique_name, wait_for_effects,
 };
 
 const MESSAGES: u64 = 6_000;
@@ -25,15 +25,7 @@ pub(crate) async fn second_member_joins_then_first_leaves<B: Backend>(backend: B
     let expected: HashSet<Uuid> = messages.iter().map(|message| message.id).collect();
     // Produced in chunks throughout, so that records keep arriving while
     // the group changes.
-    let producing = {
-        let topic = topic.clone();
-        tokio::spawn(async move {
-            for chunk in messages.chunks(200) {
-                produce(&topic, chunk).await;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
+    let producing = produce_over_time(&topic, messages, 200, Duration::from_millis(100));
 
     let first = start(&backend, &topic, &name);
     let status = first

@@ -7,7 +7,9 @@
 
 mod common;
 mod gap;
+mod inbox;
 mod migration;
+mod outbox_source;
 mod reads;
 mod restart;
 

@@ -3,6 +3,7 @@
 //! the backends the handlers' effects are recorded in.
 
 mod memory;
+mod postgres;
 mod produce;
 
 use std::collections::{BTreeMap, HashSet};
@@ -16,7 +17,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub(crate) use memory::MemoryBackend;
-pub(crate) use produce::{TestMessage, headers_of, produce, produce_raw};
+pub(crate) use postgres::PostgresBackend;
+pub(crate) use produce::{TestMessage, headers_of, produce, produce_over_time, produce_raw};
 
 /// The event every test handles.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]

@@ -8,6 +8,7 @@ use chrono::Utc;
 use rdkafka::ClientConfig;
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::Ping;
@@ -89,6 +90,24 @@ pub(crate) async fn produce(topic: &str, messages: &[TestMessage]) {
             .expect("the producer is alive")
             .expect("the broker took the record");
     }
+}
+
+/// Produces `messages` to `topic` in the background, `chunk` at a time with
+/// `pause` between chunks, so that records keep arriving while a test
+/// changes things under the consumers.
+pub(crate) fn produce_over_time(
+    topic: &str,
+    messages: Vec<TestMessage>,
+    chunk: usize,
+    pause: Duration,
+) -> JoinHandle<()> {
+    let topic = topic.to_owned();
+    tokio::spawn(async move {
+        for chunk in messages.chunks(chunk) {
+            produce(&topic, chunk).await;
+            tokio::time::sleep(pause).await;
+        }
+    })
 }
 
 /// Produces one record as given, for records no annals relay would write.

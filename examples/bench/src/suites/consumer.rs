@@ -5,8 +5,11 @@
 //! One topic of 4 partitions is filled once with 100,000 records as the
 //! outbox relay writes them (annals headers, JSON payloads, 1,000 keys);
 //! every consumer then reads all of it from the start, in a group of its
-//! own. Rates are taken from the first record to the last, so group joins
-//! do not count. Needs `ANNALS_TEST_KAFKA_BROKERS` as well.
+//! own: the raw consumer, the annals consumer without an inbox, and the
+//! annals consumer with the PostgreSQL inbox (a claim per record, a
+//! transaction per batch). Rates are taken from the first record to the
+//! last, so group joins do not count. Needs `ANNALS_TEST_KAFKA_BROKERS` as
+//! well.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -23,6 +26,7 @@ use annals_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
 use annals_kafka::rdkafka::types::RDKafkaErrorCode;
 use annals_kafka::rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use annals_kafka::{Consumer, KafkaConfig, NoInbox, outbox_headers};
+use annals_postgres::PgInbox;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -48,7 +52,6 @@ struct BenchTick {
 }
 
 pub(crate) async fn run(database: &Database) -> Result<Vec<Measurement>, String> {
-    let _ = database;
     let brokers = std::env::var("ANNALS_TEST_KAFKA_BROKERS").map_err(|_| {
         "set ANNALS_TEST_KAFKA_BROKERS to the broker's host:port (scripts/kafka-broker.sh start)"
             .to_owned()
@@ -65,6 +68,11 @@ pub(crate) async fn run(database: &Database) -> Result<Vec<Measurement>, String>
     };
     let config = KafkaConfig::new(&brokers).map_err(|error| error.to_string())?;
     let without_inbox = runtime_rate(&config, &topic, NoInbox, 100).await?;
+    let store = database
+        .store("consumer", |config| config)
+        .await
+        .map_err(|error| error.to_string())?;
+    let with_inbox = runtime_rate(&config, &topic, PgInbox::new(&store), 100).await?;
     Ok(vec![
         Measurement::new(
             SUITE,
@@ -76,6 +84,13 @@ pub(crate) async fn run(database: &Database) -> Result<Vec<Measurement>, String>
             SUITE,
             "annals consumer, no inbox (at-least-once), no-op handler",
             without_inbox,
+            "msg/s",
+        )
+        .with_limit(raw, Better::Higher),
+        Measurement::new(
+            SUITE,
+            "annals consumer, PostgreSQL inbox (effectively-once), no-op handler",
+            with_inbox,
             "msg/s",
         )
         .with_limit(raw, Better::Higher),

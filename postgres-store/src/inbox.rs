@@ -1,0 +1,146 @@
+//! The consumers' inbox in PostgreSQL: claims inserted in the handler's own
+//! transaction.
+
+use std::fmt;
+use std::sync::Arc;
+
+use annals::{Error, Inbox};
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use uuid::Uuid;
+
+use crate::PgEventStore;
+use crate::error::backend;
+use crate::schema::SchemaName;
+use crate::tx::PgTx;
+
+/// Records a claim; a row already there (committed, or inserted by a
+/// transaction still running, which this one then waits for) inserts
+/// nothing.
+const CLAIM: &str = "INSERT INTO {schema}.inbox (consumer, message_id) VALUES ($1, $2) \
+                     ON CONFLICT (consumer, message_id) DO NOTHING";
+
+/// Deletes up to `$3` old claims of one consumer. Batches keep each
+/// statement's locks and WAL small when a long-stopped consumer has many.
+const PRUNE: &str = "DELETE FROM {schema}.inbox AS inbox USING ( \
+                         SELECT consumer, message_id FROM {schema}.inbox \
+                         WHERE consumer = $1 AND received_at < $2 LIMIT $3 \
+                     ) AS old \
+                     WHERE inbox.consumer = old.consumer AND inbox.message_id = old.message_id";
+
+/// How many claims one prune statement deletes at most.
+const PRUNE_BATCH: i64 = 10_000;
+
+/// The [`Inbox`] of consumers whose handlers write to PostgreSQL: the
+/// `inbox` table of a [`PgEventStore`]'s schema, over the store's pool.
+/// Cheap to clone.
+///
+/// Handlers get a [`PgTx`] and write their effects with it; the runtime
+/// claims the message id in the same transaction and commits both together,
+/// so a redelivered message (after a crash, a rebalance, or a producer that
+/// sent it twice) finds its claim and has no second effect. The same message
+/// handled concurrently (a copy on another partition) waits on the first
+/// transaction's claim and is skipped once that commits.
+///
+/// ```no_run
+/// use annals::Inbox;
+/// use annals_postgres::{Config, PgEventStore, PgInbox};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = PgEventStore::connect(Config::from_url("postgres://postgres@localhost/app")?).await?;
+/// let inbox = PgInbox::new(&store);
+/// let message_id = uuid::Uuid::now_v7();
+///
+/// // What a consumer runtime does for each message.
+/// let mut tx = inbox.begin().await?;
+/// if inbox.claim(&mut tx, "shipping", message_id).await? {
+///     // The handler's effect, in the claim's transaction.
+///     tx.execute("INSERT INTO shipments (message_id) VALUES ($1)", &[&message_id])
+///         .await?;
+///     inbox.commit(tx).await?;
+/// } else {
+///     inbox.rollback(tx).await?; // handled before: nothing to do
+/// }
+/// # Ok(())
+/// # }
+/// ```
+///
+/// With `annals-kafka`, pass it to `Consumer::builder(config, inbox)` and
+/// implement the handlers as `Handler<PgTx>`.
+#[derive(Clone)]
+pub struct PgInbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    schema: SchemaName,
+    claim: String,
+    prune: String,
+}
+
+impl PgInbox {
+    /// The inbox in `store`'s schema, sharing its pool. The table is created
+    /// by the store's migrations.
+    pub fn new(store: &PgEventStore) -> Self {
+        let schema =
+            SchemaName::new(store.schema()).expect("a connected store's schema name was validated");
+        PgInbox {
+            inner: Arc::new(Inner {
+                pool: store.pool().clone(),
+                claim: schema.render(CLAIM),
+                prune: schema.render(PRUNE),
+                schema,
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for PgInbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgInbox")
+            .field("schema", &self.inner.schema.as_str())
+            .finish()
+    }
+}
+
+impl Inbox for PgInbox {
+    type Tx = PgTx;
+
+    async fn begin(&self) -> Result<PgTx, Error> {
+        PgTx::begin(&self.inner.pool).await
+    }
+
+    async fn claim(&self, tx: &mut PgTx, consumer: &str, message_id: Uuid) -> Result<bool, Error> {
+        let statement = tx.prepare_cached(&self.inner.claim).await?;
+        let inserted = tx.execute(&statement, &[&consumer, &message_id]).await?;
+        Ok(inserted == 1)
+    }
+
+    async fn commit(&self, tx: PgTx) -> Result<(), Error> {
+        tx.commit().await
+    }
+
+    async fn rollback(&self, tx: PgTx) -> Result<(), Error> {
+        tx.rollback().await
+    }
+
+    async fn prune(&self, consumer: &str, before: DateTime<Utc>) -> Result<u64, Error> {
+        let connection = self.inner.pool.get().await.map_err(crate::error::pool)?;
+        let statement = connection
+            .prepare_cached(&self.inner.prune)
+            .await
+            .map_err(backend)?;
+        let mut pruned = 0;
+        loop {
+            let deleted = connection
+                .execute(&statement, &[&consumer, &before, &PRUNE_BATCH])
+                .await
+                .map_err(backend)?;
+            pruned += deleted;
+            if deleted < PRUNE_BATCH as u64 {
+                return Ok(pruned);
+            }
+        }
+    }
+}
