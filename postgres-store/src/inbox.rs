@@ -14,20 +14,6 @@ use crate::error::backend;
 use crate::schema::SchemaName;
 use crate::tx::PgTx;
 
-/// Records a claim; a row already there (committed, or inserted by a
-/// transaction still running, which this one then waits for) inserts
-/// nothing.
-const CLAIM: &str = "INSERT INTO {schema}.inbox (consumer, message_id) VALUES ($1, $2) \
-                     ON CONFLICT (consumer, message_id) DO NOTHING";
-
-/// Deletes up to `$3` old claims of one consumer. Batches keep each
-/// statement's locks and WAL small when a long-stopped consumer has many.
-const PRUNE: &str = "DELETE FROM {schema}.inbox AS inbox USING ( \
-                         SELECT consumer, message_id FROM {schema}.inbox \
-                         WHERE consumer = $1 AND received_at < $2 LIMIT $3 \
-                     ) AS old \
-                     WHERE inbox.consumer = old.consumer AND inbox.message_id = old.message_id";
-
 /// How many claims one prune statement deletes at most.
 const PRUNE_BATCH: i64 = 10_000;
 
@@ -88,8 +74,8 @@ impl PgInbox {
         PgInbox {
             inner: Arc::new(Inner {
                 pool: store.pool().clone(),
-                claim: schema.render(CLAIM),
-                prune: schema.render(PRUNE),
+                claim: schema.render(include_str!("../sql/inbox/claim.sql")),
+                prune: schema.render(include_str!("../sql/inbox/prune.sql")),
                 schema,
             }),
         }
