@@ -95,8 +95,21 @@ pub(crate) async fn survives_kills<B: Backend>(backend: B) {
     handled += last.handled;
     duplicates += last.duplicates;
 
+    // The proof: the effects themselves, each message id exactly once.
     assert_exactly_once(&backend.effects().await, &expected);
-    assert_eq!(handled, MESSAGES, "the consumers counted each effect once");
+    // The counters agree as far as they can. An aborted consumer reports
+    // what it had counted when it was cut off; a commit that reached the
+    // server as the task was aborted has its effect but was never counted
+    // (its redelivery then counts as a duplicate). So the counters may fall
+    // short after kills against a real database, and never exceed.
+    assert!(
+        handled <= MESSAGES,
+        "the consumers counted an effect twice: {handled} handled of {MESSAGES}"
+    );
+    assert!(
+        handled + duplicates >= MESSAGES + DUPLICATES as u64,
+        "every delivery was handled or recognised as a duplicate: {handled} + {duplicates}"
+    );
     assert!(
         duplicates >= DUPLICATES as u64,
         "the injected duplicates and the redeliveries after kills were no-ops: {duplicates}"
