@@ -44,7 +44,7 @@ impl Count {
 }
 
 /// What the broker reports about a partition, and what was committed.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct PartitionEntry {
     progress: Arc<PartitionProgress>,
     committed: Option<i64>,
@@ -174,7 +174,10 @@ impl Monitor {
             (topic.to_owned(), partition),
             PartitionEntry {
                 progress,
-                ..PartitionEntry::default()
+                committed: None,
+                high_watermark: None,
+                log_start: None,
+                paused: false,
             },
         );
     }

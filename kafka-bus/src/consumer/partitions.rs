@@ -98,12 +98,9 @@ impl<I: Inbox> OwnedPartitions<I> {
             slot.overflow.push_back(record);
             return;
         }
-        // Counted before the send: the worker may take it at once.
-        slot.progress.enqueued();
-        match slot.queue.try_send(record) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(record)) => {
-                slot.progress.dequeued();
+        match slot.queue.try_reserve() {
+            Ok(permit) => permit.send(record),
+            Err(mpsc::error::TrySendError::Full(())) => {
                 let (topic, partition) = (record.topic().to_owned(), record.partition());
                 slot.overflow.push_back(record);
                 if !slot.paused {
@@ -111,8 +108,7 @@ impl<I: Inbox> OwnedPartitions<I> {
                     self.runtime.monitor.paused(&topic, partition, slot.paused);
                 }
             }
-            Err(mpsc::error::TrySendError::Closed(record)) => {
-                slot.progress.dequeued();
+            Err(mpsc::error::TrySendError::Closed(())) => {
                 // The worker ended without being told to: a bug. Its records
                 // stay uncommitted, for the next owner.
                 tracing::error!(
@@ -136,16 +132,12 @@ impl<I: Inbox> OwnedPartitions<I> {
                 if !slot.paused && slot.overflow.is_empty() {
                     continue;
                 }
-                while let Some(record) = slot.overflow.pop_front() {
-                    slot.progress.enqueued();
-                    match slot.queue.try_send(record) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(record))
-                        | Err(mpsc::error::TrySendError::Closed(record)) => {
-                            slot.progress.dequeued();
-                            slot.overflow.push_front(record);
-                            break;
-                        }
+                while !slot.overflow.is_empty() {
+                    let Ok(permit) = slot.queue.try_reserve() else {
+                        break;
+                    };
+                    if let Some(record) = slot.overflow.pop_front() {
+                        permit.send(record);
                     }
                 }
                 if slot.paused && slot.overflow.is_empty() && slot.progress.queued() <= resume_below
@@ -190,7 +182,7 @@ impl<I: Inbox> OwnedPartitions<I> {
             let (topic, partition) = (element.topic(), element.partition());
             let (queue, receiver) = mpsc::channel(self.runtime.options.queue_capacity.max(1));
             let (stop, signal) = StopSignal::new();
-            let progress = Arc::new(PartitionProgress::default());
+            let progress = Arc::new(PartitionProgress::new(&queue));
             let worker = PartitionWorker::new(
                 Arc::clone(&self.runtime),
                 receiver,

@@ -3,6 +3,9 @@
 
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
+use rdkafka::message::OwnedMessage;
+use tokio::sync::mpsc;
+
 /// No offset yet.
 const NONE: i64 = -1;
 
@@ -10,16 +13,18 @@ const NONE: i64 = -1;
 #[derive(Debug)]
 pub(crate) struct PartitionProgress {
     committable: AtomicI64,
-    queued: AtomicUsize,
+    /// The worker's queue, looked at (not kept open) to tell how full it is.
+    queue: mpsc::WeakSender<OwnedMessage>,
     kept: AtomicUsize,
     blocked_keys: AtomicUsize,
 }
 
-impl Default for PartitionProgress {
-    fn default() -> Self {
+impl PartitionProgress {
+    /// The progress of the worker that `queue` feeds.
+    pub(crate) fn new(queue: &mpsc::Sender<OwnedMessage>) -> Self {
         PartitionProgress {
             committable: AtomicI64::new(NONE),
-            queued: AtomicUsize::new(0),
+            queue: queue.downgrade(),
             kept: AtomicUsize::new(0),
             blocked_keys: AtomicUsize::new(0),
         }
@@ -37,17 +42,12 @@ impl PartitionProgress {
             .store(offset.unwrap_or(NONE), Ordering::Release);
     }
 
-    /// Records handed to the worker and not yet taken.
+    /// Records handed to the worker and not yet taken: read off the queue
+    /// itself, so it never shows more than the queue can hold.
     pub(crate) fn queued(&self) -> usize {
-        self.queued.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn enqueued(&self) {
-        self.queued.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn dequeued(&self) {
-        self.queued.fetch_sub(1, Ordering::Relaxed);
+        self.queue
+            .upgrade()
+            .map_or(0, |queue| queue.max_capacity() - queue.capacity())
     }
 
     /// Records kept for blocked keys, and how many keys are blocked.

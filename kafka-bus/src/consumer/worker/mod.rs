@@ -97,9 +97,6 @@ impl<I: Inbox> PartitionWorker<I> {
                             Err(_) => break,
                         }
                     }
-                    for _ in &records {
-                        self.progress.dequeued();
-                    }
                     self.process(records).await
                 }
             };

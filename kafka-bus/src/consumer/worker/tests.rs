@@ -188,7 +188,7 @@ async fn run(
         queue.try_send(record(offset as i64, key)).unwrap();
     }
     let (stop, signal) = StopSignal::new();
-    let progress = Arc::new(PartitionProgress::default());
+    let progress = Arc::new(PartitionProgress::new(&queue));
     let task =
         tokio::spawn(PartitionWorker::new(runtime, receiver, signal, Arc::clone(&progress)).run());
     let end = keys.len() as i64;
