@@ -4,8 +4,10 @@
 mod config;
 mod error;
 mod inbox;
+mod lease;
 mod migrate;
 mod pool;
+mod projection;
 mod schema;
 mod store;
 mod tx;
@@ -15,6 +17,7 @@ pub use config::{Config, Notify, Tls};
 pub use error::{Error, Result};
 pub use inbox::PgInbox;
 pub use migrate::{MigrationReport, migrate};
+pub use projection::{PgProjectionBackend, PgProjectionLease};
 pub use store::{BlockingTransaction, PgEventStore, PgShardLease};
 pub use tx::PgTx;
 

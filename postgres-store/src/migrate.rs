@@ -30,6 +30,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "relay",
         sql: include_str!("../migrations/0003_relay.sql"),
     },
+    Migration {
+        version: 4,
+        name: "projections",
+        sql: include_str!("../migrations/0004_projections.sql"),
+    },
 ];
 
 /// What one migration run did.

@@ -173,7 +173,6 @@ pub(crate) struct RelayStatements {
     pub(crate) backlog: String,
     pub(crate) park: String,
     pub(crate) parked: String,
-    pub(crate) try_lease: &'static str,
 }
 
 impl RelayStatements {
@@ -187,7 +186,6 @@ impl RelayStatements {
             backlog: schema.render(include_str!("../sql/relay/backlog.sql")),
             park: schema.render(include_str!("../sql/relay/park.sql")),
             parked: schema.render(include_str!("../sql/relay/parked.sql")),
-            try_lease: include_str!("../sql/relay/try_lease.sql"),
         }
     }
 }

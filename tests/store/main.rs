@@ -10,6 +10,7 @@ mod gap;
 mod inbox;
 mod migration;
 mod outbox_source;
+mod projection;
 mod reads;
 mod restart;
 

@@ -7,7 +7,7 @@ mod notify;
 mod outbox;
 mod read;
 mod relay;
-mod rows;
+pub(crate) mod rows;
 mod signal;
 mod within;
 

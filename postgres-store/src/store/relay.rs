@@ -3,36 +3,20 @@
 //! pruning and parking.
 
 use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use annals::{
     AppendSignal, Error, EventStore, GlobalPosition, OutboxBacklog, OutboxRecord, OutboxShard,
     OutboxSource,
 };
 use chrono::{DateTime, Utc};
-use tokio::task::JoinHandle;
 use tokio_postgres::types::ToSql;
 
 use super::outbox::records;
 use super::read::{bigint, checkpoint as checkpoint_params};
 use super::{PgEventStore, rows};
 use crate::error::{backend, corrupt, pool};
+use crate::lease::SessionLock;
 use crate::types::{JsonText, Xid8};
-
-/// How often a relay waiting for a shard tries the shard's lock. Polling
-/// rather than a blocking `pg_advisory_lock` keeps the waiting connection
-/// answering, so that a broken one is noticed and replaced.
-const ACQUIRE_INTERVAL: Duration = Duration::from_millis(250);
-
-/// How often a lease checks its session with a round trip. The connection
-/// notices a session the server ended at once; the round trip notices a
-/// server or network that went silent.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
-
-/// How long that round trip may take before the lease counts as lost.
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The lease of one outbox shard for one relay of a [`PgEventStore`]: a
 /// session-level advisory lock held by a connection of its own, outside the
@@ -61,12 +45,9 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// # }
 /// ```
 pub struct PgShardLease {
-    client: Arc<tokio_postgres::Client>,
-    held: Arc<AtomicBool>,
+    lock: SessionLock,
     relay: String,
     shard: OutboxShard,
-    connection: JoinHandle<()>,
-    keepalive: JoinHandle<()>,
 }
 
 impl PgShardLease {
@@ -78,7 +59,7 @@ impl PgShardLease {
     }
 
     fn holds(&self) -> bool {
-        self.held.load(Ordering::SeqCst) && !self.client.is_closed()
+        self.lock.holds()
     }
 }
 
@@ -89,27 +70,6 @@ impl fmt::Debug for PgShardLease {
             .field("shard", &self.shard)
             .field("held", &self.holds())
             .finish()
-    }
-}
-
-impl Drop for PgShardLease {
-    fn drop(&mut self) {
-        // Dropping the connection's task closes its socket, which ends the
-        // session and with it the lock.
-        self.keepalive.abort();
-        self.connection.abort();
-    }
-}
-
-/// Aborts the connection task of a lease that was never handed out (the
-/// acquiring future failed or was dropped while it waited).
-struct AbortOnDrop(Option<JoinHandle<()>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        if let Some(task) = self.0.take() {
-            task.abort();
-        }
     }
 }
 
@@ -132,19 +92,37 @@ fn shard_params(shard: OutboxShard) -> (i64, i64) {
     (i64::from(shard.count()), i64::from(shard.index()))
 }
 
-/// Marks the lease lost when its session stops answering.
-async fn keep_alive(client: Arc<tokio_postgres::Client>, held: Arc<AtomicBool>) {
-    let mut ticks = tokio::time::interval(KEEPALIVE_INTERVAL);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let answered = tokio::time::timeout(KEEPALIVE_TIMEOUT, client.simple_query("SELECT 1"))
+impl PgEventStore {
+    /// Takes the session advisory lock named `key` on a connection of its
+    /// own, opened with the store's settings; waits while another session
+    /// holds it.
+    pub(crate) async fn session_lock(&self, key: &str) -> Result<SessionLock, Error> {
+        SessionLock::acquire(&self.inner.listen_config, self.inner.tls.clone(), key).await
+    }
+
+    /// The checkpoint `name` of the checkpoints table, `None` when there is
+    /// none: the relays' and the projections'.
+    pub(crate) async fn named_checkpoint(
+        &self,
+        name: &str,
+    ) -> Result<Option<GlobalPosition>, Error> {
+        let client = self.inner.pool.get().await.map_err(pool)?;
+        let statement = client
+            .prepare_cached(&self.inner.sql.relay.checkpoint)
             .await
-            .is_ok_and(|result| result.is_ok());
-        if !answered {
-            held.store(false, Ordering::SeqCst);
-            return;
-        }
+            .map_err(backend)?;
+        let row = client
+            .query_opt(&statement, &[&name])
+            .await
+            .map_err(backend)?;
+        row.map(|row| {
+            let Xid8(commit) = row.try_get(0).map_err(backend)?;
+            let position: i64 = row.try_get(1).map_err(backend)?;
+            let sequence = u64::try_from(position)
+                .map_err(|_| corrupt(format!("stored checkpoint position {position}")))?;
+            Ok(GlobalPosition::new(commit, sequence))
+        })
+        .transpose()
     }
 }
 
@@ -152,47 +130,11 @@ impl OutboxSource for PgEventStore {
     type Lease = PgShardLease;
 
     async fn acquire(&self, relay: &str, shard: OutboxShard) -> Result<PgShardLease, Error> {
-        let inner = &self.inner;
-        let (client, connection) = inner
-            .listen_config
-            .connect(inner.tls.clone())
-            .await
-            .map_err(backend)?;
-        let held = Arc::new(AtomicBool::new(true));
-        let mut connection = AbortOnDrop(Some(tokio::spawn({
-            let held = Arc::clone(&held);
-            async move {
-                if let Err(error) = connection.await {
-                    tracing::debug!(%error, "the connection of a relay's lease ended");
-                }
-                held.store(false, Ordering::SeqCst);
-            }
-        })));
-        let name = lease_name(inner.schema.as_str(), relay, shard);
-        let statement = client
-            .prepare(inner.sql.relay.try_lease)
-            .await
-            .map_err(backend)?;
-        loop {
-            let locked: bool = client
-                .query_one(&statement, &[&name])
-                .await
-                .and_then(|row| row.try_get(0))
-                .map_err(backend)?;
-            if locked {
-                break;
-            }
-            tokio::time::sleep(ACQUIRE_INTERVAL).await;
-        }
-        let client = Arc::new(client);
-        let keepalive = tokio::spawn(keep_alive(Arc::clone(&client), Arc::clone(&held)));
+        let name = lease_name(self.inner.schema.as_str(), relay, shard);
         Ok(PgShardLease {
-            client,
-            held,
+            lock: self.session_lock(&name).await?,
             relay: relay.to_owned(),
             shard,
-            connection: connection.0.take().expect("set above"),
-            keepalive,
         })
     }
 
@@ -231,23 +173,7 @@ impl OutboxSource for PgEventStore {
         relay: &str,
         shard: OutboxShard,
     ) -> Result<Option<GlobalPosition>, Error> {
-        let client = self.inner.pool.get().await.map_err(pool)?;
-        let statement = client
-            .prepare_cached(&self.inner.sql.relay.checkpoint)
-            .await
-            .map_err(backend)?;
-        let row = client
-            .query_opt(&statement, &[&checkpoint_name(relay, shard)])
-            .await
-            .map_err(backend)?;
-        row.map(|row| {
-            let Xid8(commit) = row.try_get(0).map_err(backend)?;
-            let position: i64 = row.try_get(1).map_err(backend)?;
-            let sequence = u64::try_from(position)
-                .map_err(|_| corrupt(format!("stored checkpoint position {position}")))?;
-            Ok(GlobalPosition::new(commit, sequence))
-        })
-        .transpose()
+        self.named_checkpoint(&checkpoint_name(relay, shard)).await
     }
 
     async fn save_checkpoint(
@@ -271,7 +197,8 @@ impl OutboxSource for PgEventStore {
         // On the lease's own connection: once its session is gone (and with
         // it the lock another relay may now hold) this cannot write.
         let saved = lease
-            .client
+            .lock
+            .client()
             .execute(
                 &self.inner.sql.relay.save_checkpoint,
                 &[&name, &commit, &sequence],

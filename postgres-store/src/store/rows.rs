@@ -40,7 +40,7 @@ fn stream_id(text: &str) -> Result<StreamId, annals::Error> {
 
 /// The stream id in column `index`, sharing the previous row's when it is
 /// the same stream (pages of the global stream often are).
-pub(super) fn stream_id_column(
+pub(crate) fn stream_id_column(
     row: &Row,
     index: usize,
     previous: Option<&StreamId>,
@@ -55,7 +55,7 @@ pub(super) fn stream_id_column(
 /// An event from the columns `stream_version, tx_id, position, event_id,
 /// event_type, event_version, payload, correlation_id, causation_id,
 /// command_id, metadata, recorded_at`, starting at `first`.
-pub(super) fn recorded_event(
+pub(crate) fn recorded_event(
     row: &Row,
     first: usize,
     stream: StreamId,
