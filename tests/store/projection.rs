@@ -496,3 +496,35 @@ async fn postgres_projection_checkpoint_moves_only_from_where_it_is() {
         .collect();
     assert_eq!(effects, [2, 4], "refused commits wrote nothing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_projection_runner_rides_out_killed_connections_on_its_own() {
+    let store = fresh_store().await;
+    let application_name = format!("{}-runner", store.schema().application_name());
+    let tally = Tally::new(&store, "any");
+    // One runner for the whole test: it must recover by itself, over a pool
+    // that hands out connections killed under it.
+    let runner_store = store_named(&store, &application_name).await;
+    let mut handle = spawn(&runner_store, &tally);
+
+    let mut last = GlobalPosition::START;
+    let mut killed_connections = 0;
+    for round in 0..5 {
+        for n in 0..40 {
+            let name = format!("s-{}", (round * 40 + n) % 7);
+            last = last.max(append(&store, &name, &[fastrand::i64(1..100)]).await);
+        }
+        killed_connections += kill_mid_batch(&application_name).await;
+    }
+    reach(&mut handle, last).await;
+    // It may be standing by for a moment (the pool can still hold a killed
+    // connection), but it never gave up.
+    let status = handle.status();
+    assert!(
+        !handle.is_finished() && !matches!(status.state, annals::ProjectionState::Stopped { .. }),
+        "the runner keeps running: {status:?}"
+    );
+    handle.stop().await.unwrap();
+    assert!(killed_connections >= 5, "connections were killed");
+    assert_exact(&store).await;
+}

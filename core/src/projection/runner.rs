@@ -264,6 +264,9 @@ enum Halt {
     LeaseLost,
     Stopped(String),
     Failed(Error),
+    /// The backend failed while committing, so whether the checkpoint moved
+    /// is unknown: start over from the backend's checkpoint.
+    Resync(String),
 }
 
 /// One event of a batch after filtering and decoding: its envelopes are a
@@ -330,12 +333,22 @@ where
 
     async fn run_leases(self, mut shutdown: watch::Receiver<bool>) -> Result<(), Error> {
         let name = self.projection.name().to_owned();
+        // Consecutive outages of the store or backend, for the back-off.
+        let mut outages = 0;
         loop {
-            let lease = tokio::select! {
-                lease = self.backend.acquire(&name) => lease?,
+            let applied = self.status.borrow().applied;
+            let acquired = tokio::select! {
+                lease = self.backend.acquire(&name) => lease,
                 _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
             };
-            match self.run_with_lease(&lease, &mut shutdown).await {
+            let halt = match acquired {
+                Ok(lease) => self.run_with_lease(&lease, &mut shutdown).await,
+                Err(error) => Halt::Failed(error),
+            };
+            if self.status.borrow().applied > applied {
+                outages = 0;
+            }
+            let outage = match halt {
                 Halt::Shutdown => {
                     self.set_state(ProjectionState::Stopped { error: None });
                     return Ok(());
@@ -343,18 +356,51 @@ where
                 Halt::LeaseLost => {
                     tracing::warn!(projection = %name, "lost the projection lease; standing by");
                     self.set_state(ProjectionState::Standby);
+                    continue;
                 }
                 Halt::Stopped(error) => {
                     self.set_state(ProjectionState::Stopped { error: Some(error) });
                     return Ok(());
                 }
+                // An outage (a lost connection, a restarting server) or a
+                // commit of unknown outcome: the lease is let go and taken
+                // again, and processing resumes from the stored checkpoint.
+                Halt::Resync(error) => error,
+                Halt::Failed(error) if error.is_retriable() => error.to_string(),
                 Halt::Failed(error) => {
                     self.set_state(ProjectionState::Stopped {
                         error: Some(error.to_string()),
                     });
                     return Err(error);
                 }
+            };
+            outages += 1;
+            if !self
+                .stand_by_after(&name, &outage, outages, &mut shutdown)
+                .await
+            {
+                self.set_state(ProjectionState::Stopped { error: None });
+                return Ok(());
             }
+        }
+    }
+
+    /// Notes `error`, stands by and waits out the back-off of the `outages`th
+    /// outage in a row; false when shutdown came first.
+    async fn stand_by_after(
+        &self,
+        name: &str,
+        error: &str,
+        outages: u32,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        tracing::warn!(projection = %name, %error, outages, "projection backend failed; starting over from the stored checkpoint");
+        self.note_error(error);
+        self.set_state(ProjectionState::Standby);
+        let wait = self.config.failure.backoff(outages);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => true,
+            _ = shutdown.wait_for(|stop| *stop) => false,
         }
     }
 
@@ -494,11 +540,7 @@ where
                 Err(Attempt::Handler(error)) => {
                     tracing::debug!(%error, "batch failed; applying its events one by one");
                 }
-                Err(Attempt::Backend(error)) => {
-                    self.note_error(&error.to_string());
-                    // Nothing was committed; the next read starts over.
-                    return Ok(checkpoint);
-                }
+                Err(Attempt::Backend(error)) => return Err(Halt::Resync(error)),
             }
         }
         self.apply_one_by_one(&envelopes, items, checkpoint, last, lease, parked, shutdown)
@@ -548,14 +590,9 @@ where
                         }
                         break;
                     }
-                    Err(Attempt::Backend(error)) => {
-                        // The store or connection failed, not the handler:
-                        // wait and retry without counting against the event.
-                        attempts -= 1;
-                        self.note_error(&error.to_string());
-                        self.pause(self.config.failure.max_backoff, shutdown)
-                            .await?;
-                    }
+                    // The store or connection failed, not the handler: it
+                    // does not count against the event.
+                    Err(Attempt::Backend(error)) => return Err(Halt::Resync(error)),
                     Err(Attempt::Handler(error)) if attempts < self.config.failure.max_attempts => {
                         self.note_error(&error);
                         tracing::warn!(event = %item.record.event_id, attempts, %error, "projection handler failed; retrying");
@@ -627,10 +664,7 @@ where
     ) -> Result<GlobalPosition, Halt> {
         match self.try_apply(&[], from, to).await {
             Ok(()) => Ok(to),
-            Err(Attempt::Backend(error)) | Err(Attempt::Handler(error)) => {
-                self.note_error(&error.to_string());
-                Ok(from)
-            }
+            Err(Attempt::Backend(error)) | Err(Attempt::Handler(error)) => Err(Halt::Resync(error)),
         }
     }
 
