@@ -20,6 +20,7 @@ pub use migrate::{MigrationReport, migrate};
 pub use projection::{PgProjectionBackend, PgProjectionLease};
 pub use store::{BlockingTransaction, PgEventStore, PgShardLease};
 pub use tx::PgTx;
+pub use types::Xid8;
 
 /// The driver and the pool, whose types appear in this API.
 pub use {deadpool_postgres, tokio_postgres};

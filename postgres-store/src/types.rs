@@ -17,9 +17,17 @@ type BoxError = Box<dyn StdError + Sync + Send>;
 /// 64-bit big-endian integer (`xid8send`), so it is read and written here
 /// directly instead of casting through text in every statement, which would
 /// also keep the (tx_id, position) index from serving the checkpoint
-/// comparison.
+/// comparison. Public for statements of your own against the store's
+/// `xid8` columns (`tx_id` of events, outbox and checkpoints).
+///
+/// ```
+/// use annals_postgres::Xid8;
+///
+/// let position = annals::GlobalPosition::new(7, 42);
+/// assert_eq!(Xid8(position.commit), Xid8(7));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Xid8(pub(crate) u64);
+pub struct Xid8(pub u64);
 
 impl ToSql for Xid8 {
     fn to_sql(&self, _: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {

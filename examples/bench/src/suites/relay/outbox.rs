@@ -9,11 +9,10 @@ use annals::{
     AppendRequest, EventStore, ExpectedVersion, GlobalPosition, Metadata, NewEvent, OutboxMessage,
     OutboxRecord, Payload, StreamId,
 };
-use annals_postgres::PgEventStore;
-use bytes::{BufMut, BytesMut};
+use annals_postgres::{PgEventStore, Xid8};
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
-use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
+use tokio_postgres::types::{FromSql, Type};
 use uuid::Uuid;
 
 use super::{APPEND_BATCH, DEADLINE, DELETE_BATCH, KEYS, MESSAGES, READ_PAGE, render};
@@ -194,37 +193,6 @@ pub(super) async fn raw_read_delete(database: &Database) -> Result<f64, String> 
 }
 
 type BoxError = Box<dyn StdError + Sync + Send>;
-
-/// An `xid8`, which tokio-postgres does not map: an unsigned 64-bit
-/// big-endian integer on the wire.
-#[derive(Debug, Clone, Copy)]
-struct Xid8(u64);
-
-impl ToSql for Xid8 {
-    fn to_sql(&self, _: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
-        out.put_u64(self.0);
-        Ok(IsNull::No)
-    }
-
-    fn accepts(ty: &Type) -> bool {
-        *ty == Type::XID8
-    }
-
-    to_sql_checked!();
-}
-
-impl<'a> FromSql<'a> for Xid8 {
-    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {
-        let bytes: [u8; 8] = raw
-            .try_into()
-            .map_err(|_| format!("an xid8 has 8 bytes, not {}", raw.len()))?;
-        Ok(Xid8(u64::from_be_bytes(bytes)))
-    }
-
-    fn accepts(ty: &Type) -> bool {
-        *ty == Type::XID8
-    }
-}
 
 /// Any column's value as the bytes that came over the wire.
 struct Raw<'a>(&'a [u8]);
