@@ -507,15 +507,30 @@ async fn postgres_projection_runner_rides_out_killed_connections_on_its_own() {
     let runner_store = store_named(&store, &application_name).await;
     let mut handle = spawn(&runner_store, &tally);
 
-    let mut last = GlobalPosition::START;
+    // Writers keep appending, so that the runner is inside a batch whenever
+    // its connections are killed.
+    let writing_done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let store = store.clone();
+        let writing_done = Arc::clone(&writing_done);
+        tokio::spawn(async move {
+            let mut last = GlobalPosition::START;
+            let mut n = 0;
+            while !writing_done.load(Ordering::SeqCst) {
+                let name = format!("s-{}", n % 7);
+                last = last.max(append(&store, &name, &[fastrand::i64(1..100)]).await);
+                n += 1;
+            }
+            last
+        })
+    };
     let mut killed_connections = 0;
-    for round in 0..5 {
-        for n in 0..40 {
-            let name = format!("s-{}", (round * 40 + n) % 7);
-            last = last.max(append(&store, &name, &[fastrand::i64(1..100)]).await);
-        }
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(50..200))).await;
         killed_connections += kill_mid_batch(&application_name).await;
     }
+    writing_done.store(true, Ordering::SeqCst);
+    let last = writer.await.unwrap();
     reach(&mut handle, last).await;
     // It may be standing by for a moment (the pool can still hold a killed
     // connection), but it never gave up.
