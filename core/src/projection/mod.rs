@@ -1,16 +1,18 @@
 //! Projections: read models built from the global stream, each event applied
 //! once, in order, together with the checkpoint.
 
+mod backend;
 mod filter;
+mod handle;
 mod runner;
 mod status;
 
 use crate::{BoxError, DomainEvent, Envelope};
 
+pub use backend::{ParkedEvent, ProjectionBackend};
 pub use filter::EventFilter;
-pub use runner::{
-    ParkedEvent, ProjectionBackend, ProjectionHandle, ProjectionRunner, RunnerConfig,
-};
+pub use handle::ProjectionHandle;
+pub use runner::{ProjectionRunner, RunnerConfig};
 pub use status::{FailurePolicy, OnExhausted, ProjectionState, ProjectionStatus};
 
 /// A read model fed by the global stream.

@@ -8,127 +8,17 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::{
-    EventFilter, FailurePolicy, OnExhausted, Projection, ProjectionState, ProjectionStatus,
+    EventFilter, FailurePolicy, OnExhausted, ParkedEvent, Projection, ProjectionBackend,
+    ProjectionHandle, ProjectionState, ProjectionStatus,
 };
 use tracing::Instrument;
 
 use crate::{Envelope, Error, EventStore, GlobalPosition, RecordedEvent};
-
-/// An event a projection could not apply, kept with the error.
-#[derive(Debug, Clone)]
-pub struct ParkedEvent {
-    /// The projection's name.
-    pub projection: String,
-    /// The projection's version.
-    pub version: u32,
-    /// The event, as stored.
-    pub event: RecordedEvent,
-    /// The last error.
-    pub error: String,
-    /// How many attempts failed.
-    pub attempts: u32,
-    /// When it was parked.
-    pub parked_at: DateTime<Utc>,
-}
-
-/// Where a projection keeps its checkpoint, its parked events and its read
-/// model, and how its runners take turns: implemented by the in-memory
-/// backend here and by the Postgres one in `annals-postgres`.
-///
-/// The runner drives it; one step of it, against any backend:
-///
-/// ```
-/// use annals::{GlobalPosition, MemoryProjectionBackend, ProjectionBackend};
-///
-/// /// Applies one batch ending at `to` and moves the checkpoint there.
-/// async fn apply_batch<B: ProjectionBackend>(backend: &B, to: GlobalPosition) -> Result<(), annals::Error> {
-///     let lease = backend.acquire("order-totals").await?;
-///     assert!(backend.is_held(&lease));
-///     let from = backend.checkpoint("order-totals", 1).await?.unwrap_or(GlobalPosition::START);
-///     let tx = backend.begin("order-totals", 1).await?;
-///     // ... the projection's handler writes the batch's effects with `tx` ...
-///     backend.commit(tx, "order-totals", 1, from, to).await
-/// }
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), annals::Error> {
-/// let backend = MemoryProjectionBackend::new();
-/// let to = GlobalPosition::new(1, 7);
-/// apply_batch(&backend, to).await?;
-/// assert_eq!(backend.checkpoint("order-totals", 1).await?, Some(to));
-/// # Ok(())
-/// # }
-/// ```
-pub trait ProjectionBackend: Clone + Send + Sync + 'static {
-    /// What handlers write with.
-    type Tx: Send;
-    /// Proof of being the one active runner of a projection; released when
-    /// dropped.
-    type Lease: Send + Sync + 'static;
-
-    /// Whether one transaction can hold a batch of events atomically. When
-    /// false the runner commits after every event.
-    fn atomic_batches(&self) -> bool;
-
-    /// Waits until this runner is the active one for `name`.
-    fn acquire(&self, name: &str) -> impl Future<Output = Result<Self::Lease, Error>> + Send;
-
-    /// Whether `lease` still holds; a runner that lost it stops applying.
-    fn is_held(&self, lease: &Self::Lease) -> bool;
-
-    /// The checkpoint of `name` at `version`, `None` before the first event.
-    fn checkpoint(
-        &self,
-        name: &str,
-        version: u32,
-    ) -> impl Future<Output = Result<Option<GlobalPosition>, Error>> + Send;
-
-    /// Starts a transaction for `name` at `version`.
-    fn begin(
-        &self,
-        name: &str,
-        version: u32,
-    ) -> impl Future<Output = Result<Self::Tx, Error>> + Send;
-
-    /// Moves the checkpoint from `from` to `to` in `tx` and commits. Fails
-    /// with [`Error::Conflict`]-like backend errors, writing nothing, when
-    /// the checkpoint is no longer at `from` (another runner moved it).
-    fn commit(
-        &self,
-        tx: Self::Tx,
-        name: &str,
-        version: u32,
-        from: GlobalPosition,
-        to: GlobalPosition,
-    ) -> impl Future<Output = Result<(), Error>> + Send;
-
-    /// Abandons `tx`.
-    fn rollback(&self, tx: Self::Tx) -> impl Future<Output = Result<(), Error>> + Send;
-
-    /// Keeps `event` with the error that stopped it.
-    fn park(&self, parked: ParkedEvent) -> impl Future<Output = Result<(), Error>> + Send;
-
-    /// The events parked for `name` at `version`, oldest first.
-    fn parked(
-        &self,
-        name: &str,
-        version: u32,
-    ) -> impl Future<Output = Result<Vec<ParkedEvent>, Error>> + Send;
-
-    /// Forgets a parked event once it has been applied.
-    fn unpark(
-        &self,
-        name: &str,
-        version: u32,
-        event_id: Uuid,
-    ) -> impl Future<Output = Result<(), Error>> + Send;
-}
 
 /// How a runner reads and waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,66 +88,6 @@ impl<S: fmt::Debug, B: ProjectionBackend + fmt::Debug, P> fmt::Debug for Project
     }
 }
 
-/// A running projection: its status, and the way to stop it.
-#[derive(Debug)]
-pub struct ProjectionHandle {
-    status: watch::Receiver<ProjectionStatus>,
-    shutdown: watch::Sender<bool>,
-    task: JoinHandle<Result<(), Error>>,
-}
-
-impl ProjectionHandle {
-    /// The current status.
-    pub fn status(&self) -> ProjectionStatus {
-        self.status.borrow().clone()
-    }
-
-    /// Waits until the checkpoint reaches `position` (read your writes), the
-    /// runner stops, or `timeout` passes. Returns the status then.
-    pub async fn wait_for(
-        &mut self,
-        position: GlobalPosition,
-        timeout: Duration,
-    ) -> ProjectionStatus {
-        let reached = |status: &ProjectionStatus| {
-            status.checkpoint >= position || matches!(status.state, ProjectionState::Stopped { .. })
-        };
-        let _ = tokio::time::timeout(timeout, self.status.wait_for(reached)).await;
-        self.status()
-    }
-
-    /// Waits until the status satisfies `condition` or `timeout` passes.
-    pub async fn wait_until(
-        &mut self,
-        timeout: Duration,
-        condition: impl FnMut(&ProjectionStatus) -> bool,
-    ) -> ProjectionStatus {
-        let _ = tokio::time::timeout(timeout, self.status.wait_for(condition)).await;
-        self.status()
-    }
-
-    /// Whether the runner task has ended.
-    pub fn is_finished(&self) -> bool {
-        self.task.is_finished()
-    }
-
-    /// Asks the runner to stop after the batch in hand and waits for it.
-    pub async fn stop(self) -> Result<(), Error> {
-        let _ = self.shutdown.send(true);
-        match self.task.await {
-            Ok(result) => result,
-            Err(join) if join.is_cancelled() => Ok(()),
-            Err(join) => Err(Error::backend("projection runner", false, join)),
-        }
-    }
-
-    /// Stops the runner at once, as a crash would: the batch in hand is
-    /// rolled back by its backend.
-    pub fn abort(self) {
-        self.task.abort();
-    }
-}
-
 /// Why processing stopped.
 enum Halt {
     Shutdown,
@@ -312,11 +142,7 @@ where
         let (shutdown, stop) = watch::channel(false);
         let status = self.status.subscribe();
         let task = tokio::spawn(self.run(stop));
-        ProjectionHandle {
-            status,
-            shutdown,
-            task,
-        }
+        ProjectionHandle::new(status, shutdown, task)
     }
 
     /// Runs until `shutdown` turns true, the lease is lost or an event stops
