@@ -6,6 +6,7 @@
 extern crate self as annals;
 
 mod aggregate;
+mod backoff;
 mod envelope;
 mod error;
 mod event;
@@ -31,6 +32,7 @@ pub mod testing;
 pub mod __private;
 
 pub use aggregate::Aggregate;
+pub use backoff::exponential_backoff;
 pub use envelope::{Envelope, Metadata, NewEvent, RecordedEvent};
 pub use error::{BoxError, Error, Result};
 pub use event::{DomainEvent, EventType, Payload};

@@ -69,11 +69,7 @@ impl RetryPolicy {
 
     /// The wait before attempt `attempt + 1`, `attempt` counting from 1.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let exponent = attempt.saturating_sub(1).min(20);
-        let bound = self
-            .initial_backoff
-            .saturating_mul(1 << exponent)
-            .min(self.max_backoff);
+        let bound = crate::exponential_backoff(self.initial_backoff, self.max_backoff, attempt);
         let nanos = u64::try_from(bound.as_nanos()).unwrap_or(u64::MAX);
         Duration::from_nanos(fastrand::u64(0..=nanos))
     }

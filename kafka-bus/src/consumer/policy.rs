@@ -102,9 +102,6 @@ impl FailurePolicy {
 
     /// The wait after failed attempt `attempt` (from 1).
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let exponent = attempt.saturating_sub(1).min(20);
-        self.initial_backoff
-            .saturating_mul(1 << exponent)
-            .min(self.max_backoff)
+        annals::exponential_backoff(self.initial_backoff, self.max_backoff, attempt)
     }
 }
