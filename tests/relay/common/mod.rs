@@ -123,17 +123,34 @@ pub(crate) fn init_tracing() {
 
 /// Declares `#[tokio::test]`s that run the generic test `$test` against
 /// every store: `$test::memory` and `$test::postgres`.
+/// How many relay tests run at once. Each drives a relay, writers, a broker
+/// and a database on the same machine; all 21 at once on 2 cores stretched
+/// deliveries past the tests' 2 s `message.timeout.ms` and produced
+/// failures none of them shows alone. The assertions are the same either way.
+const CONCURRENT_TESTS: usize = 4;
+
+/// A turn to run: held for the whole test.
+pub(crate) async fn slot() -> tokio::sync::SemaphorePermit<'static> {
+    static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CONCURRENT_TESTS);
+    SLOTS
+        .acquire()
+        .await
+        .expect("the semaphore is never closed")
+}
+
 macro_rules! for_each_store {
     ($test:ident) => {
         mod $test {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn memory() {
+                let _slot = $crate::common::slot().await;
                 $crate::common::init_tracing();
                 super::$test(annals::MemoryEventStore::new()).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
+                let _slot = $crate::common::slot().await;
                 $crate::common::init_tracing();
                 // The schema outlives the test body, which drops the store.
                 let (_schema, store) = $crate::common::postgres_store().await;
