@@ -1,13 +1,17 @@
 //! Transactional mode publishes every batch in a Kafka transaction.
 //!
-//! tansu 0.6.0 accepts the transactional calls but does not hide aborted
-//! records (docs/broker-notes.md), so this only shows that the mode
-//! publishes exactly once in order when nothing fails; that a new producer
-//! fences a zombie is not verified here.
+//! The mode needs a broker that implements transactions, and so does this
+//! test: it runs against the testcontainers Apache Kafka, or a broker
+//! declared with `ANNALS_TEST_KAFKA_TRANSACTIONS=1`. tansu 0.6.0 (the broker
+//! of `scripts/test.sh`) accepts the transactional calls but does not hide
+//! aborted records, and under load has lost every record of one shard's
+//! producer in a partition here (docs/broker-notes.md), so it is skipped
+//! there. It shows that the mode publishes exactly once in order when
+//! nothing fails; that a new producer fences a zombie is not verified.
 
 use std::time::Duration;
 
-use annals_tests::kafka::{brokers, create_topic, unique_topic};
+use annals_tests::kafka::{broker_implements_transactions, brokers, create_topic, unique_topic};
 
 use crate::common::{
     RelayStore, Writer, assert_exactly_once_in_order, for_each_store, relay, unique_name,
@@ -15,6 +19,13 @@ use crate::common::{
 };
 
 async fn transactional_mode_publishes_in_order<S: RelayStore>(store: S) {
+    if !broker_implements_transactions() {
+        eprintln!(
+            "skipped: the test broker does not implement transactions \
+             (set ANNALS_TEST_KAFKA_TRANSACTIONS=1 for one that does)"
+        );
+        return;
+    }
     let topic = unique_topic("relay-transactional");
     create_topic(brokers(), &topic, 3).await;
     let name = unique_name("transactional");

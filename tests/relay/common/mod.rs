@@ -124,9 +124,10 @@ pub(crate) fn init_tracing() {
 /// Declares `#[tokio::test]`s that run the generic test `$test` against
 /// every store: `$test::memory` and `$test::postgres`.
 /// How many relay tests run at once. Each drives a relay, writers, a broker
-/// and a database on the same machine; all 21 at once on 2 cores stretched
-/// deliveries past the tests' 2 s `message.timeout.ms` and produced
-/// failures none of them shows alone. The assertions are the same either way.
+/// and a database on the same machine; all 21 at once on 2 cores have lost
+/// the earliest records of a run in ways none of them shows alone (suspected:
+/// first deliveries stretched past the tests' 2 s `message.timeout.ms`; see
+/// the open relay issue). The assertions are the same either way.
 const CONCURRENT_TESTS: usize = 4;
 
 /// A turn to run: held for the whole test.
