@@ -164,6 +164,18 @@ pub enum Error {
         shard: OutboxShard,
     },
 
+    /// A projection's own code failed outside its event handler: its
+    /// `setup`, `promote` or `reset`.
+    #[error("projection `{projection}` failed in {step}: {cause}")]
+    Projection {
+        /// The projection's name.
+        projection: String,
+        /// The step that failed, e.g. `setup`.
+        step: &'static str,
+        /// What the projection's code returned.
+        cause: BoxError,
+    },
+
     /// The storage backend failed.
     #[error("{backend} backend error{}", if *.retriable { " (retriable)" } else { "" })]
     Backend {

@@ -44,7 +44,8 @@ pub use memory::{
 pub use outbox::{IntegrationEvent, MAX_TOPIC_LEN, OutboxMessage, OutboxReader, OutboxRecord};
 pub use projection::{
     EventFilter, FailurePolicy, OnExhausted, ParkedEvent, Projection, ProjectionBackend,
-    ProjectionHandle, ProjectionRunner, ProjectionState, ProjectionStatus, RunnerConfig,
+    ProjectionHandle, ProjectionRunner, ProjectionState, ProjectionStatus, ReplayReport,
+    RunnerConfig,
 };
 pub use relay::{OutboxBacklog, OutboxShard, OutboxSource, key_hash};
 pub use repository::{
@@ -52,8 +53,8 @@ pub use repository::{
     Repository, RetryPolicy, SnapshotDecision, SnapshotPolicy, UnitOfWork,
 };
 pub use store::{
-    AppendOutcome, AppendRequest, AppendSignal, EventStore, EventStream, Limits, NewSnapshot,
-    Snapshot,
+    AppendOutcome, AppendRequest, AppendSignal, EventStore, EventStream, GlobalBacklog, Limits,
+    NewSnapshot, Snapshot,
 };
 pub use stream::{ExpectedVersion, GlobalPosition, MAX_STREAM_ID_LEN, StreamId};
 pub use upcast::{UpcastedEvent, Upcasters, decode_payload};

@@ -337,6 +337,33 @@ impl AppendSignal {
     }
 }
 
+/// How far the global stream reaches past a reader's position: what a
+/// reader there has still to read, and what keeps events from being
+/// readable yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct GlobalBacklog {
+    /// Events readable after the position, counted up to the limit asked for.
+    pub events: u64,
+    /// Whether counting stopped at the limit: there may be more.
+    pub capped: bool,
+    /// How long the oldest running transaction has been holding readers
+    /// back: what commits after it began is not readable until it ends.
+    /// `None` when nothing holds them back, or the store cannot tell.
+    pub horizon_held_for: Option<Duration>,
+}
+
+impl GlobalBacklog {
+    /// A backlog of `events`, `capped` when counting stopped at the limit.
+    pub fn new(events: u64, capped: bool, horizon_held_for: Option<Duration>) -> Self {
+        GlobalBacklog {
+            events,
+            capped,
+            horizon_held_for,
+        }
+    }
+}
+
 /// An event store: streams of events with optimistic concurrency, a global
 /// stream in a stable total order, snapshots and an outbox written in the same
 /// transaction as the events.
@@ -418,4 +445,31 @@ pub trait EventStore: Clone + Send + Sync + 'static {
 
     /// A signal that wakes when something may have been appended.
     fn append_signal(&self) -> AppendSignal;
+
+    /// The events a reader of the global stream at `after` has still to
+    /// read, counted up to `limit`, and what holds readers back. The default
+    /// counts by reading and cannot see the horizon; a store with a cheaper
+    /// way overrides it (a wrapper around a store should delegate it).
+    fn global_backlog(
+        &self,
+        after: GlobalPosition,
+        limit: u64,
+    ) -> impl Future<Output = Result<GlobalBacklog, Error>> + Send {
+        async move {
+            const PAGE: usize = 1_000;
+            let (mut position, mut events) = (after, 0_u64);
+            while events < limit {
+                let page = self.read_all(position, PAGE).await?;
+                let Some(last) = page.last() else {
+                    return Ok(GlobalBacklog::new(events, false, None));
+                };
+                position = last.position;
+                events += page.len() as u64;
+                if page.len() < PAGE {
+                    return Ok(GlobalBacklog::new(events.min(limit), events > limit, None));
+                }
+            }
+            Ok(GlobalBacklog::new(limit, true, None))
+        }
+    }
 }

@@ -1,5 +1,7 @@
 //! The projection runner on the in-memory backend: catch-up, live follow,
-//! restarts, failures parked and stopped or skipped, one active runner.
+//! restarts, failures parked and stopped or skipped and replayed, one
+//! active runner, versions rebuilt beside each other and promoted, resets,
+//! the backlog in the status.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +26,10 @@ struct Totals {
     applied: Arc<Mutex<Vec<Uuid>>>,
     poison: Arc<Mutex<Vec<i64>>>,
     broken: Arc<AtomicBool>,
+    /// The projection's version (1 when 0).
+    version: u32,
+    /// The versions promoted, in order, shared by every version.
+    promoted: Arc<Mutex<Vec<u32>>>,
 }
 
 impl Totals {
@@ -42,6 +48,21 @@ impl Projection<()> for Totals {
 
     fn name(&self) -> &str {
         "totals"
+    }
+
+    fn version(&self) -> u32 {
+        self.version.max(1)
+    }
+
+    async fn promote(&self, _: &mut ()) -> Result<(), BoxError> {
+        self.promoted.lock().unwrap().push(self.version());
+        Ok(())
+    }
+
+    async fn reset(&self, _: &mut ()) -> Result<(), BoxError> {
+        self.totals.lock().unwrap().clear();
+        self.applied.lock().unwrap().clear();
+        Ok(())
     }
 
     async fn handle(&self, _: &mut (), envelope: &Envelope<FixtureEvent>) -> Result<(), BoxError> {
@@ -313,4 +334,230 @@ async fn only_one_runner_of_a_projection_applies_and_the_other_takes_over() {
         "it continued from the shared checkpoint"
     );
     survivor.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_first_version_serves_at_once_and_a_new_version_rebuilds_beside_it() {
+    let store = MemoryEventStore::new();
+    let backend = MemoryProjectionBackend::new();
+    for n in 0..30 {
+        append(&store, &format!("s-{}", n % 4), &[1, 2, 3]).await;
+    }
+    let v1 = Totals::default();
+    let mut first = ProjectionRunner::new(store.clone(), backend.clone(), v1.clone())
+        .with_config(fast(OnExhausted::Stop))
+        .spawn();
+    let last = append(&store, "s-0", &[10]).await;
+    let status = first.wait_for(last, WAIT).await;
+    assert_eq!(status.serving_version, Some(1));
+    assert_eq!(backend.serving("totals").await.unwrap(), Some(1));
+    assert_eq!(*v1.promoted.lock().unwrap(), vec![1]);
+
+    // Version 2 rebuilds from the start while version 1 keeps serving and
+    // applying; a handler that blocks holds it in the rebuild.
+    let v2 = Totals {
+        version: 2,
+        promoted: v1.promoted.clone(),
+        poison: Arc::new(Mutex::new(vec![10])),
+        broken: Arc::new(AtomicBool::new(true)),
+        ..Totals::default()
+    };
+    let mut second = ProjectionRunner::new(store.clone(), backend.clone(), v2.clone())
+        .with_config(
+            fast(OnExhausted::Stop).with_failure_policy(
+                FailurePolicy::default()
+                    .with_max_attempts(u32::MAX)
+                    .with_backoff(Duration::from_millis(5), Duration::from_millis(5)),
+            ),
+        )
+        .spawn();
+    let status = second.wait_until(WAIT, |status| status.applied >= 7).await;
+    assert_eq!(status.state, ProjectionState::Rebuilding, "{status:?}");
+    assert_eq!(status.serving_version, Some(1));
+    assert_eq!(backend.serving("totals").await.unwrap(), Some(1));
+    let later = append(&store, "s-1", &[5]).await;
+    let status = first.wait_for(later, WAIT).await;
+    assert_eq!(status.checkpoint, later, "the serving version keeps up");
+
+    // Unblocked, it catches up and is promoted.
+    v2.broken.store(false, Ordering::SeqCst);
+    let status = second
+        .wait_until(WAIT, |status| status.state == ProjectionState::Live)
+        .await;
+    assert_eq!(status.state, ProjectionState::Live, "{status:?}");
+    assert_eq!(status.checkpoint, later);
+    assert_eq!(status.serving_version, Some(2));
+    assert_eq!(backend.serving("totals").await.unwrap(), Some(2));
+    assert_eq!(*v1.promoted.lock().unwrap(), vec![1, 2]);
+    for n in 0..4 {
+        let stream = format!("s-{n}");
+        assert_eq!(v2.total(&stream), v1.total(&stream), "{stream}");
+    }
+    assert_eq!(v2.applied.lock().unwrap().len(), 92);
+
+    // An older version started again does not take the serving place back.
+    first.stop().await.unwrap();
+    let mut again = ProjectionRunner::new(store.clone(), backend.clone(), v1.clone())
+        .with_config(fast(OnExhausted::Stop))
+        .spawn();
+    let status = again
+        .wait_until(WAIT, |status| status.state == ProjectionState::Live)
+        .await;
+    assert_eq!(status.serving_version, Some(2));
+    assert_eq!(*v1.promoted.lock().unwrap(), vec![1, 2]);
+    again.stop().await.unwrap();
+    second.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_reset_clears_the_version_and_the_next_run_replays_everything_once() {
+    let store = MemoryEventStore::new();
+    let backend = MemoryProjectionBackend::new();
+    let totals = Totals::default();
+    totals.poison.lock().unwrap().push(4);
+    totals.broken.store(true, Ordering::SeqCst);
+    append(&store, "a", &[1, 2]).await;
+    let last = append(&store, "b", &[3, 4]).await;
+    let runner = || {
+        ProjectionRunner::new(store.clone(), backend.clone(), totals.clone())
+            .with_config(fast(OnExhausted::Skip))
+    };
+    let mut handle = runner().spawn();
+    handle.wait_for(last, WAIT).await;
+    handle.stop().await.unwrap();
+    assert_eq!(backend.parked("totals", 1).await.unwrap().len(), 1);
+
+    totals.broken.store(false, Ordering::SeqCst);
+    runner().reset().await.unwrap();
+    assert_eq!(backend.checkpoint("totals", 1).await.unwrap(), None);
+    assert!(backend.parked("totals", 1).await.unwrap().is_empty());
+    assert_eq!(totals.total("a"), 0, "the read model is cleared");
+
+    let mut handle = runner().spawn();
+    let status = handle.wait_for(last, WAIT).await;
+    assert_eq!(status.checkpoint, last);
+    assert_eq!((totals.total("a"), totals.total("b")), (3, 7));
+    assert_eq!(totals.applied.lock().unwrap().len(), 4);
+    handle.stop().await.unwrap();
+}
+
+/// Applies nothing; has no way to clear a read model.
+struct NoReset;
+
+impl Projection<()> for NoReset {
+    type Event = FixtureEvent;
+
+    fn name(&self) -> &str {
+        "no_reset"
+    }
+
+    async fn handle(&self, _: &mut (), _: &Envelope<FixtureEvent>) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_projection_that_cannot_clear_its_read_model_refuses_a_reset() {
+    let store = MemoryEventStore::new();
+    let backend = MemoryProjectionBackend::new();
+    let last = append(&store, "a", &[1]).await;
+    let mut handle = ProjectionRunner::new(store.clone(), backend.clone(), NoReset).spawn();
+    handle.wait_for(last, WAIT).await;
+    handle.stop().await.unwrap();
+    let error = ProjectionRunner::new(store, backend.clone(), NoReset)
+        .reset()
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("Projection::reset"), "{error}");
+    assert_eq!(
+        backend.checkpoint("no_reset", 1).await.unwrap(),
+        Some(last),
+        "nothing forgotten"
+    );
+}
+
+#[tokio::test]
+async fn skipped_events_are_replayed_through_the_handle_of_a_running_projection() {
+    let store = MemoryEventStore::new();
+    let backend = MemoryProjectionBackend::new();
+    let totals = Totals::default();
+    totals.poison.lock().unwrap().extend([13, 14]);
+    totals.broken.store(true, Ordering::SeqCst);
+    append(&store, "a", &[1, 13, 2]).await;
+    let last = append(&store, "b", &[14, 3]).await;
+    let mut handle = ProjectionRunner::new(store.clone(), backend.clone(), totals.clone())
+        .with_config(fast(OnExhausted::Skip))
+        .spawn();
+    let status = handle.wait_for(last, WAIT).await;
+    assert_eq!((status.skipped, status.parked), (2, 2));
+    assert_eq!((totals.total("a"), totals.total("b")), (3, 3));
+
+    // Still broken: both fail again and stay parked, with one more attempt.
+    let report = handle.replay_parked().await.unwrap();
+    assert_eq!((report.replayed, report.failed, report.ahead), (0, 2, 0));
+    assert!(report.last_error.unwrap().contains("cannot apply 14"));
+    let parked = backend.parked("totals", 1).await.unwrap();
+    assert_eq!(
+        parked
+            .iter()
+            .map(|parked| parked.attempts)
+            .collect::<Vec<_>>(),
+        [4, 4]
+    );
+
+    totals.broken.store(false, Ordering::SeqCst);
+    let report = handle.replay_parked().await.unwrap();
+    assert_eq!((report.replayed, report.failed, report.ahead), (2, 0, 0));
+    assert!(backend.parked("totals", 1).await.unwrap().is_empty());
+    assert_eq!((totals.total("a"), totals.total("b")), (16, 17));
+    assert_eq!(totals.applied.lock().unwrap().len(), 5);
+
+    let report = handle.replay_parked().await.unwrap();
+    assert_eq!(report, Default::default(), "nothing left to replay");
+    handle.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_status_counts_the_backlog_and_reaches_zero_when_caught_up() {
+    let store = MemoryEventStore::new();
+    let backend = MemoryProjectionBackend::new();
+    for n in 0..50 {
+        append(&store, &format!("s-{}", n % 5), &[1, 2]).await;
+    }
+    let last = append(&store, "s-0", &[1]).await;
+    let totals = Totals::default();
+    totals.poison.lock().unwrap().push(2);
+    totals.broken.store(true, Ordering::SeqCst);
+    let mut handle = ProjectionRunner::new(store.clone(), backend, totals.clone())
+        .with_config(
+            fast(OnExhausted::Stop)
+                .with_progress(Duration::ZERO, 40)
+                .with_failure_policy(
+                    FailurePolicy::default()
+                        .with_max_attempts(u32::MAX)
+                        .with_backoff(Duration::from_millis(5), Duration::from_millis(5)),
+                ),
+        )
+        .spawn();
+    // Held at the first event of amount 2: the backlog behind it is counted,
+    // up to the limit.
+    let status = handle
+        .wait_until(WAIT, |status| status.lag_events.is_some())
+        .await;
+    assert_eq!(status.lag_events, Some(40), "{status:?}");
+    assert!(status.lag_events_capped);
+    assert_eq!(
+        status.horizon_held_for, None,
+        "nothing holds a memory store back"
+    );
+
+    totals.broken.store(false, Ordering::SeqCst);
+    let status = handle.wait_for(last, WAIT).await;
+    assert_eq!(status.checkpoint, last);
+    let status = handle
+        .wait_until(WAIT, |status| status.state == ProjectionState::Live)
+        .await;
+    assert_eq!(status.lag_events, Some(0));
+    assert!(!status.lag_events_capped);
+    handle.stop().await.unwrap();
 }

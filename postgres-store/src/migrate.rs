@@ -35,6 +35,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "projections",
         sql: include_str!("../migrations/0004_projections.sql"),
     },
+    Migration {
+        version: 5,
+        name: "projection_serving",
+        sql: include_str!("../migrations/0005_projection_serving.sql"),
+    },
 ];
 
 /// What one migration run did.

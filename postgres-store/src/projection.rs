@@ -1,7 +1,8 @@
 //! The projection runner's backend in PostgreSQL: read models written in the
 //! batch's transaction, checkpoints moved by compare-and-set in that same
-//! transaction, parked events in a table, one runner per projection by
-//! advisory lock.
+//! transaction, parked events in a table, the serving version of each
+//! projection in another, one runner per projection version by advisory
+//! lock.
 
 use std::fmt;
 use std::sync::Arc;
@@ -21,8 +22,8 @@ use crate::tx::PgTx;
 use crate::types::{JsonText, Xid8, rest_of_metadata};
 
 /// The [`ProjectionBackend`] of read models kept in PostgreSQL, beside a
-/// [`PgEventStore`]: its schema's `checkpoints` and `projection_parked`
-/// tables, over the store's pool. Cheap to clone.
+/// [`PgEventStore`]: its schema's `checkpoints`, `projection_parked` and
+/// `projection_serving` tables, over the store's pool. Cheap to clone.
 ///
 /// - Handlers get a [`PgTx`] and write the read model with it; the runner
 ///   commits a whole batch of events and the checkpoint in that transaction
@@ -31,12 +32,18 @@ use crate::types::{JsonText, Xid8, rest_of_metadata};
 /// - The checkpoint (`projection:{name}:v{version}` in `checkpoints`) moves
 ///   by compare-and-set: a runner whose checkpoint is stale (another one
 ///   moved it) commits nothing.
-/// - One runner per projection applies: the others wait for a session
-///   advisory lock held on a connection of the active runner's own, and take
-///   over when that session ends (the runner stopped, crashed or lost its
-///   connection).
+/// - One runner per projection version applies: the others wait for a
+///   session advisory lock held on a connection of the active runner's own,
+///   and take over when that session ends (the runner stopped, crashed or
+///   lost its connection). Runners of two versions run side by side.
+/// - The version that serves queries is kept in `projection_serving` and
+///   changes in the transaction that promotes a rebuilt version, the one in
+///   which [`Projection::promote`](annals::Projection::promote) can repoint a
+///   view at the new version's tables; readers that pick tables by version
+///   ask [`ProjectionBackend::serving`].
 /// - Events a handler cannot apply are parked in `projection_parked`, with
-///   the error, until they are applied.
+///   the error, until they are applied (unparked in the transaction that
+///   applies them).
 ///
 /// ```no_run
 /// use annals::{BoxError, DomainEvent, Envelope, Projection, ProjectionRunner};
@@ -107,6 +114,9 @@ struct Statements {
     park: String,
     parked: String,
     unpark: String,
+    serving: String,
+    promote: String,
+    reset: String,
 }
 
 impl PgProjectionBackend {
@@ -122,6 +132,9 @@ impl PgProjectionBackend {
             park: schema.render(include_str!("../sql/projection/park.sql")),
             parked: schema.render(include_str!("../sql/projection/parked.sql")),
             unpark: schema.render(include_str!("../sql/projection/unpark.sql")),
+            serving: schema.render(include_str!("../sql/projection/serving.sql")),
+            promote: schema.render(include_str!("../sql/projection/promote.sql")),
+            reset: schema.render(include_str!("../sql/projection/reset.sql")),
         };
         PgProjectionBackend {
             inner: Arc::new(Inner {
@@ -141,19 +154,21 @@ impl fmt::Debug for PgProjectionBackend {
     }
 }
 
-/// Proof that a runner is the active one of a projection: a session
+/// Proof that a runner is the active one of a projection version: a session
 /// advisory lock on a connection of its own, outside the pool. Dropping it
 /// closes the connection and lets a waiting runner take over; so does a
 /// session that dies.
 pub struct PgProjectionLease {
     lock: SessionLock,
     name: String,
+    version: u32,
 }
 
 impl fmt::Debug for PgProjectionLease {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgProjectionLease")
             .field("projection", &self.name)
+            .field("version", &self.version)
             .field("held", &self.lock.holds())
             .finish()
     }
@@ -197,13 +212,16 @@ impl ProjectionBackend for PgProjectionBackend {
         true
     }
 
-    async fn acquire(&self, name: &str) -> Result<PgProjectionLease, Error> {
-        // Per name, not per version: a rebuild of a new version and the old
-        // version's runner are runners of one projection.
-        let key = format!("annals.projection.{}.{name}", self.inner.schema.as_str());
+    async fn acquire(&self, name: &str, version: u32) -> Result<PgProjectionLease, Error> {
+        // Per version: a new version rebuilds while the old one serves.
+        let key = format!(
+            "annals.projection.{}.{name}.v{version}",
+            self.inner.schema.as_str()
+        );
         Ok(PgProjectionLease {
             lock: self.inner.store.session_lock(&key).await?,
             name: name.to_owned(),
+            version,
         })
     }
 
@@ -271,6 +289,44 @@ impl ProjectionBackend for PgProjectionBackend {
         tx.rollback().await
     }
 
+    async fn serving(&self, name: &str) -> Result<Option<u32>, Error> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&self.inner.sql.serving)
+            .await
+            .map_err(backend)?;
+        let Some(row) = client
+            .query_opt(&statement, &[&name])
+            .await
+            .map_err(backend)?
+        else {
+            return Ok(None);
+        };
+        let version: i64 = row.try_get(0).map_err(backend)?;
+        u32::try_from(version)
+            .map(Some)
+            .map_err(|_| corrupt(format!("serving version {version} of projection `{name}`")))
+    }
+
+    async fn promote(&self, tx: PgTx, name: &str, version: u32) -> Result<bool, Error> {
+        let statement = tx.prepare_cached(&self.inner.sql.promote).await?;
+        let promoted = tx
+            .execute(&statement, &[&name, &i64::from(version)])
+            .await?;
+        tx.commit().await?;
+        Ok(promoted == 1)
+    }
+
+    async fn reset(&self, tx: PgTx, name: &str, version: u32) -> Result<(), Error> {
+        let statement = tx.prepare_cached(&self.inner.sql.reset).await?;
+        tx.execute(
+            &statement,
+            &[&checkpoint_name(name, version), &name, &i64::from(version)],
+        )
+        .await?;
+        tx.commit().await
+    }
+
     async fn park(&self, parked: ParkedEvent) -> Result<(), Error> {
         let event = &parked.event;
         let event_version = i32::try_from(event.event_version).map_err(|_| {
@@ -333,16 +389,16 @@ impl ProjectionBackend for PgProjectionBackend {
             .collect()
     }
 
-    async fn unpark(&self, name: &str, version: u32, event_id: Uuid) -> Result<(), Error> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&self.inner.sql.unpark)
-            .await
-            .map_err(backend)?;
-        client
-            .execute(&statement, &[&name, &i64::from(version), &event_id])
-            .await
-            .map_err(backend)?;
+    async fn unpark(
+        &self,
+        tx: &mut PgTx,
+        name: &str,
+        version: u32,
+        event_id: Uuid,
+    ) -> Result<(), Error> {
+        let statement = tx.prepare_cached(&self.inner.sql.unpark).await?;
+        tx.execute(&statement, &[&name, &i64::from(version), &event_id])
+            .await?;
         Ok(())
     }
 }

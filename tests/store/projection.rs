@@ -1,18 +1,20 @@
 //! The projection runner on PostgreSQL: each event applied exactly once
 //! while runners are aborted and their connections killed, one active runner
-//! with a standby that takes over, a poison event parked until fixed, and
+//! with a standby that takes over, a poison event parked until fixed,
+//! skipped events replayed once, a new version rebuilt beside the serving
+//! one and switched, a reset, the backlog and the horizon in the status, and
 //! the checkpoint's compare-and-set.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use annals::testing::conformance::{FixtureEvent, added, stream};
 use annals::{
     AppendRequest, BoxError, Envelope, EventStore, ExpectedVersion, FailurePolicy, GlobalPosition,
-    Projection, ProjectionBackend, ProjectionHandle, ProjectionRunner, ProjectionState,
-    RunnerConfig,
+    OnExhausted, Projection, ProjectionBackend, ProjectionHandle, ProjectionRunner,
+    ProjectionState, ReplayReport, RunnerConfig,
 };
 use annals_postgres::{PgEventStore, PgProjectionBackend, PgTx};
 
@@ -22,14 +24,19 @@ use crate::common::{TestStore, connect, database_url, fresh_store};
 const WAIT: Duration = Duration::from_secs(30);
 
 /// Per stream: events applied and the sum of their amounts, in the tables
-/// `tally` and `tally_applied` (one row per event: a second application
-/// fails on its key). Fails on the amount `poison` while `broken` is set.
+/// `tally_v{version}` and `tally_applied_v{version}` (one row per event: a
+/// second application fails on its key), served through the views `tally`
+/// and `tally_applied` that promoting a version points at its tables. Fails
+/// on the amount `poison` while `broken` is set; holds between batches once
+/// `batches_before_hold` is used up, until it is set high again.
 #[derive(Clone)]
 struct Tally {
     schema: String,
     runner: &'static str,
+    version: u32,
     poison: i64,
     broken: Arc<AtomicBool>,
+    batches_before_hold: Arc<AtomicI64>,
 }
 
 impl Tally {
@@ -37,9 +44,16 @@ impl Tally {
         Tally {
             schema: store.schema().name().to_owned(),
             runner,
+            version: 1,
             poison: 13,
             broken: Arc::new(AtomicBool::new(false)),
+            batches_before_hold: Arc::new(AtomicI64::new(i64::MAX)),
         }
+    }
+
+    /// Lets the runner through.
+    fn release(&self) {
+        self.batches_before_hold.store(i64::MAX, Ordering::SeqCst);
     }
 }
 
@@ -50,15 +64,57 @@ impl Projection<PgTx> for Tally {
         "tally"
     }
 
+    fn version(&self) -> u32 {
+        self.version
+    }
+
     async fn setup(&self, tx: &mut PgTx) -> Result<(), BoxError> {
-        let schema = &self.schema;
+        let (schema, v) = (&self.schema, self.version);
         tx.batch_execute(&format!(
-            "CREATE TABLE IF NOT EXISTS \"{schema}\".tally
+            "CREATE TABLE IF NOT EXISTS \"{schema}\".tally_v{v}
                  (stream_id text PRIMARY KEY, events bigint NOT NULL, amount bigint NOT NULL);
-             CREATE TABLE IF NOT EXISTS \"{schema}\".tally_applied
+             CREATE TABLE IF NOT EXISTS \"{schema}\".tally_applied_v{v}
                  (event_id uuid PRIMARY KEY, runner text NOT NULL)"
         ))
         .await?;
+        Ok(())
+    }
+
+    async fn promote(&self, tx: &mut PgTx) -> Result<(), BoxError> {
+        let (schema, v) = (&self.schema, self.version);
+        tx.batch_execute(&format!(
+            "CREATE OR REPLACE VIEW \"{schema}\".tally AS SELECT * FROM \"{schema}\".tally_v{v};
+             CREATE OR REPLACE VIEW \"{schema}\".tally_applied
+                 AS SELECT * FROM \"{schema}\".tally_applied_v{v}"
+        ))
+        .await?;
+        Ok(())
+    }
+
+    async fn reset(&self, tx: &mut PgTx) -> Result<(), BoxError> {
+        let (schema, v) = (&self.schema, self.version);
+        tx.batch_execute(&format!(
+            "TRUNCATE \"{schema}\".tally_v{v}, \"{schema}\".tally_applied_v{v}"
+        ))
+        .await?;
+        Ok(())
+    }
+
+    async fn handle_batch(
+        &self,
+        tx: &mut PgTx,
+        events: &[Envelope<FixtureEvent>],
+    ) -> Result<(), BoxError> {
+        // Held before the batch writes anything, so that its transaction has
+        // no id yet and holds no reader of the global stream back.
+        if self.batches_before_hold.fetch_sub(1, Ordering::SeqCst) <= 0 {
+            while self.batches_before_hold.load(Ordering::SeqCst) <= 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        for event in events {
+            self.handle(tx, event).await?;
+        }
         Ok(())
     }
 
@@ -69,17 +125,17 @@ impl Projection<PgTx> for Tally {
         if *amount == self.poison && self.broken.load(Ordering::SeqCst) {
             return Err(format!("cannot apply {amount}").into());
         }
-        let schema = &self.schema;
+        let (schema, v) = (&self.schema, self.version);
         let applied = tx
             .prepare_cached(&format!(
-                "INSERT INTO \"{schema}\".tally_applied (event_id, runner) VALUES ($1, $2)"
+                "INSERT INTO \"{schema}\".tally_applied_v{v} (event_id, runner) VALUES ($1, $2)"
             ))
             .await?;
         tx.execute(&applied, &[&event.event_id, &self.runner])
             .await?;
         let tally = tx
             .prepare_cached(&format!(
-                "INSERT INTO \"{schema}\".tally AS t (stream_id, events, amount) VALUES ($1, 1, $2)
+                "INSERT INTO \"{schema}\".tally_v{v} AS t (stream_id, events, amount) VALUES ($1, 1, $2)
                  ON CONFLICT (stream_id) DO UPDATE
                     SET events = t.events + 1, amount = t.amount + excluded.amount"
             ))
@@ -94,6 +150,7 @@ fn config() -> RunnerConfig {
     RunnerConfig::default()
         .with_batch_size(50)
         .with_poll_interval(Duration::from_millis(50))
+        .with_progress(Duration::from_millis(100), 1_000_000)
         .with_failure_policy(
             FailurePolicy::default()
                 .with_max_attempts(3)
@@ -161,16 +218,24 @@ async fn fold(store: &TestStore) -> (BTreeMap<String, (i64, i64)>, HashSet<uuid:
     (tally, ids)
 }
 
-/// The read model: per stream (events, amount), and per applied event the
-/// runner that applied it.
+/// The read model that serves queries: per stream (events, amount), and per
+/// applied event the runner that applied it.
 async fn read_model(
     store: &TestStore,
+) -> (BTreeMap<String, (i64, i64)>, BTreeMap<uuid::Uuid, String>) {
+    read_tables(store, "").await
+}
+
+/// The read model of tables `tally{suffix}` and `tally_applied{suffix}`.
+async fn read_tables(
+    store: &TestStore,
+    suffix: &str,
 ) -> (BTreeMap<String, (i64, i64)>, BTreeMap<uuid::Uuid, String>) {
     let client = connect(database_url()).await.expect("a test connection");
     let schema = store.schema().name();
     let tally = client
         .query(
-            &format!("SELECT stream_id, events, amount FROM \"{schema}\".tally"),
+            &format!("SELECT stream_id, events, amount FROM \"{schema}\".tally{suffix}"),
             &[],
         )
         .await
@@ -180,7 +245,7 @@ async fn read_model(
         .collect();
     let applied = client
         .query(
-            &format!("SELECT event_id, runner FROM \"{schema}\".tally_applied"),
+            &format!("SELECT event_id, runner FROM \"{schema}\".tally_applied{suffix}"),
             &[],
         )
         .await
@@ -210,6 +275,38 @@ async fn reach(handle: &mut ProjectionHandle, position: GlobalPosition) {
         status.checkpoint >= position,
         "the runner reaches {position}: {status:?}"
     );
+}
+
+/// A task appending one event at a time to 7 streams until finished.
+struct Writer {
+    done: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<GlobalPosition>,
+}
+
+impl Writer {
+    fn start(store: &TestStore) -> Self {
+        let done = Arc::new(AtomicBool::new(false));
+        let task = {
+            let (store, done) = (store.clone(), Arc::clone(&done));
+            tokio::spawn(async move {
+                let mut last = GlobalPosition::START;
+                let mut n = 0;
+                while !done.load(Ordering::SeqCst) {
+                    let name = format!("s-{}", n % 7);
+                    last = last.max(append(&store, &name, &[fastrand::i64(1..100)]).await);
+                    n += 1;
+                }
+                last
+            })
+        };
+        Writer { done, task }
+    }
+
+    /// Stops it; the position of its last event.
+    async fn finish(self) -> GlobalPosition {
+        self.done.store(true, Ordering::SeqCst);
+        self.task.await.expect("the writer")
+    }
 }
 
 /// Kills every connection reporting `application_name` once one of them is
@@ -509,28 +606,13 @@ async fn postgres_projection_runner_rides_out_killed_connections_on_its_own() {
 
     // Writers keep appending, so that the runner is inside a batch whenever
     // its connections are killed.
-    let writing_done = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let store = store.clone();
-        let writing_done = Arc::clone(&writing_done);
-        tokio::spawn(async move {
-            let mut last = GlobalPosition::START;
-            let mut n = 0;
-            while !writing_done.load(Ordering::SeqCst) {
-                let name = format!("s-{}", n % 7);
-                last = last.max(append(&store, &name, &[fastrand::i64(1..100)]).await);
-                n += 1;
-            }
-            last
-        })
-    };
+    let writer = Writer::start(&store);
     let mut killed_connections = 0;
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_millis(fastrand::u64(50..200))).await;
         killed_connections += kill_mid_batch(&application_name).await;
     }
-    writing_done.store(true, Ordering::SeqCst);
-    let last = writer.await.unwrap();
+    let last = writer.finish().await;
     reach(&mut handle, last).await;
     // It may be standing by for a moment (the pool can still hold a killed
     // connection), but it never gave up.
@@ -541,5 +623,224 @@ async fn postgres_projection_runner_rides_out_killed_connections_on_its_own() {
     );
     handle.stop().await.unwrap();
     assert!(killed_connections >= 5, "connections were killed");
+    assert_exact(&store).await;
+}
+
+/// The table a view of the test's schema selects from.
+async fn view_source(store: &TestStore, view: &str) -> String {
+    let client = connect(database_url()).await.expect("a test connection");
+    client
+        .query_one(
+            "SELECT table_name::text FROM information_schema.view_table_usage
+              WHERE view_schema = $1 AND view_name = $2",
+            &[&store.schema().name(), &view],
+        )
+        .await
+        .expect("the view's table")
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_projection_rebuilds_a_new_version_beside_the_serving_one_and_switches() {
+    let store = fresh_store().await;
+    let backend = PgProjectionBackend::new(&store);
+    for n in 0..300 {
+        append(&store, &format!("s-{}", n % 7), &[n % 50 + 1]).await;
+    }
+    let v1 = Tally::new(&store, "v1");
+    let mut serving = spawn(&store, &v1);
+    let writer = Writer::start(&store);
+    reach(&mut serving, append(&store, "s-0", &[1]).await).await;
+    assert_eq!(backend.serving("tally").await.unwrap(), Some(1));
+    assert_eq!(view_source(&store, "tally").await, "tally_v1");
+
+    // Version 2 rebuilds from the start, held after three batches.
+    let v2 = Tally {
+        version: 2,
+        runner: "v2",
+        batches_before_hold: Arc::new(AtomicI64::new(3)),
+        ..v1.clone()
+    };
+    let mut rebuild = spawn(&store, &v2);
+    let status = rebuild
+        .wait_until(WAIT, |status| status.applied >= 150)
+        .await;
+    assert_eq!(status.state, ProjectionState::Rebuilding, "{status:?}");
+    assert_eq!(status.serving_version, Some(1));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = rebuild.status();
+    assert_eq!(
+        status.applied, 150,
+        "held after three batches of 50: {status:?}"
+    );
+    assert!(
+        status.lag_events.is_some_and(|events| events > 0),
+        "the rebuild's progress shows what is left: {status:?}"
+    );
+
+    // Meanwhile queries keep answering from version 1, which keeps up.
+    let now = append(&store, "s-1", &[7]).await;
+    reach(&mut serving, now).await;
+    assert_eq!(backend.serving("tally").await.unwrap(), Some(1));
+    assert_eq!(view_source(&store, "tally").await, "tally_v1");
+    let client = connect(database_url()).await.expect("a test connection");
+    let schema = store.schema().name();
+    // One statement, one snapshot: the view shows version 1's rows, all of
+    // them, while version 1 goes on applying the writers' events.
+    let (served, differing): (i64, i64) = {
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT (SELECT sum(events) FROM \"{schema}\".tally)::bigint,
+                            (SELECT count(*) FROM ((TABLE \"{schema}\".tally EXCEPT TABLE \"{schema}\".tally_v1)
+                              UNION ALL (TABLE \"{schema}\".tally_v1 EXCEPT TABLE \"{schema}\".tally)) AS d)"
+                ),
+                &[],
+            )
+            .await
+            .expect("the served read model");
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(differing, 0, "queries read version 1");
+    assert!(served > 300, "version 1 serves what it applied: {served}");
+
+    // Released, it catches up with the writers and switches.
+    v2.release();
+    let status = rebuild
+        .wait_until(WAIT, |status| status.serving_version == Some(2))
+        .await;
+    assert_eq!(status.serving_version, Some(2), "{status:?}");
+    assert_eq!(backend.serving("tally").await.unwrap(), Some(2));
+    assert_eq!(view_source(&store, "tally").await, "tally_v2");
+    assert_eq!(
+        view_source(&store, "tally_applied").await,
+        "tally_applied_v2"
+    );
+
+    let last = writer.finish().await;
+    reach(&mut rebuild, last).await;
+    reach(&mut serving, last).await;
+    let status = rebuild
+        .wait_until(WAIT, |status| status.state == ProjectionState::Live)
+        .await;
+    assert_eq!(status.state, ProjectionState::Live, "{status:?}");
+    // Both versions are complete, each event applied once by its version.
+    assert_exact(&store).await;
+    let (v1_model, _) = read_tables(&store, "_v1").await;
+    assert!(
+        read_model(&store).await.0 == v1_model,
+        "both versions hold the same read model"
+    );
+    let status = serving
+        .wait_until(WAIT, |status| status.serving_version == Some(2))
+        .await;
+    assert_eq!(
+        status.serving_version,
+        Some(2),
+        "the old runner sees the switch"
+    );
+    serving.stop().await.unwrap();
+    rebuild.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_projection_replays_skipped_events_once_and_resets() {
+    let store = fresh_store().await;
+    let backend = PgProjectionBackend::new(&store);
+    let tally = Tally::new(&store, "any");
+    tally.broken.store(true, Ordering::SeqCst);
+    append(&store, "a", &[1, 13, 2]).await;
+    append(&store, "b", &[13]).await;
+    let last = append(&store, "c", &[5]).await;
+    let runner = || {
+        ProjectionRunner::new(store.clone(), backend.clone(), tally.clone()).with_config(
+            config().with_failure_policy(
+                FailurePolicy::default()
+                    .with_max_attempts(2)
+                    .with_backoff(Duration::from_millis(5), Duration::from_millis(5))
+                    .with_on_exhausted(OnExhausted::Skip),
+            ),
+        )
+    };
+    let mut handle = runner().spawn();
+    let status = handle.wait_for(last, WAIT).await;
+    assert_eq!((status.checkpoint, status.skipped), (last, 2));
+    assert_eq!(backend.parked("tally", 1).await.unwrap().len(), 2);
+
+    // Replayed through the running runner once fixed: applied and unparked
+    // together, so nothing is applied twice.
+    tally.broken.store(false, Ordering::SeqCst);
+    let report = handle.replay_parked().await.unwrap();
+    assert_eq!((report.replayed, report.failed, report.ahead), (2, 0, 0));
+    assert!(backend.parked("tally", 1).await.unwrap().is_empty());
+    assert_exact(&store).await;
+    assert_eq!(
+        handle.replay_parked().await.unwrap(),
+        ReplayReport::default()
+    );
+    handle.stop().await.unwrap();
+
+    // A reset clears the version; the next run builds it again, once.
+    runner().reset().await.unwrap();
+    assert_eq!(backend.checkpoint("tally", 1).await.unwrap(), None);
+    assert!(read_model(&store).await.0.is_empty());
+    let mut handle = runner().spawn();
+    reach(&mut handle, last).await;
+    assert_exact(&store).await;
+    handle.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_projection_status_counts_the_backlog_and_shows_what_holds_the_horizon() {
+    let store = fresh_store().await;
+    for n in 0..120 {
+        append(&store, &format!("s-{}", n % 3), &[1]).await;
+    }
+    let tally = Tally::new(&store, "any");
+    tally.batches_before_hold.store(0, Ordering::SeqCst);
+    let mut handle = ProjectionRunner::new(
+        store.clone(),
+        PgProjectionBackend::new(&store),
+        tally.clone(),
+    )
+    .with_config(config().with_progress(Duration::from_millis(20), 1_000))
+    .spawn();
+    // Held before its first batch: every event is still to be read (other
+    // tests' transactions may hide some for a moment).
+    let status = handle
+        .wait_until(WAIT, |status| status.lag_events == Some(120))
+        .await;
+    assert_eq!(status.lag_events, Some(120), "{status:?}");
+    assert!(!status.lag_events_capped);
+    tally.release();
+
+    // A transaction with an id, left open, holds every reader back.
+    let holder = connect(database_url()).await.expect("a test connection");
+    holder.batch_execute("BEGIN").await.unwrap();
+    holder
+        .query_one("SELECT pg_current_xact_id()::text", &[])
+        .await
+        .unwrap();
+    let status = handle
+        .wait_until(WAIT, |status| {
+            status
+                .horizon_held_for
+                .is_some_and(|age| age >= Duration::from_millis(500))
+        })
+        .await;
+    assert!(
+        status
+            .horizon_held_for
+            .is_some_and(|age| age >= Duration::from_millis(500)),
+        "{status:?}"
+    );
+    holder.batch_execute("COMMIT").await.unwrap();
+    let last = append(&store, "s-0", &[1]).await;
+    reach(&mut handle, last).await;
+    let status = handle
+        .wait_until(WAIT, |status| status.state == ProjectionState::Live)
+        .await;
+    assert_eq!(status.lag_events, Some(0), "{status:?}");
+    handle.stop().await.unwrap();
     assert_exact(&store).await;
 }

@@ -52,7 +52,8 @@ struct Inner {
 struct State {
     checkpoints: HashMap<(String, u32), GlobalPosition>,
     parked: Vec<ParkedEvent>,
-    leases: HashSet<String>,
+    serving: HashMap<String, u32>,
+    leases: HashSet<(String, u32)>,
 }
 
 impl fmt::Debug for MemoryProjectionBackend {
@@ -61,6 +62,7 @@ impl fmt::Debug for MemoryProjectionBackend {
         f.debug_struct("MemoryProjectionBackend")
             .field("checkpoints", &state.checkpoints)
             .field("parked", &state.parked.len())
+            .field("serving", &state.serving)
             .finish()
     }
 }
@@ -80,16 +82,17 @@ impl MemoryProjectionBackend {
     }
 }
 
-/// The active-runner lease of one projection; released when dropped.
+/// The active-runner lease of one version of a projection; released when
+/// dropped.
 #[derive(Debug)]
 pub struct MemoryLease {
     backend: MemoryProjectionBackend,
-    name: String,
+    key: (String, u32),
 }
 
 impl Drop for MemoryLease {
     fn drop(&mut self) {
-        self.backend.lock().leases.remove(&self.name);
+        self.backend.lock().leases.remove(&self.key);
         self.backend.inner.released.notify_waiters();
     }
 }
@@ -102,13 +105,14 @@ impl ProjectionBackend for MemoryProjectionBackend {
         false
     }
 
-    async fn acquire(&self, name: &str) -> Result<MemoryLease, Error> {
+    async fn acquire(&self, name: &str, version: u32) -> Result<MemoryLease, Error> {
+        let key = (name.to_owned(), version);
         loop {
             let released = self.inner.released.notified();
-            if self.lock().leases.insert(name.to_owned()) {
+            if self.lock().leases.insert(key.clone()) {
                 return Ok(MemoryLease {
                     backend: self.clone(),
-                    name: name.to_owned(),
+                    key,
                 });
             }
             released.await;
@@ -161,8 +165,37 @@ impl ProjectionBackend for MemoryProjectionBackend {
         Ok(())
     }
 
+    async fn serving(&self, name: &str) -> Result<Option<u32>, Error> {
+        Ok(self.lock().serving.get(name).copied())
+    }
+
+    async fn promote(&self, _tx: (), name: &str, version: u32) -> Result<bool, Error> {
+        let mut state = self.lock();
+        let serving = state.serving.entry(name.to_owned()).or_insert(0);
+        let promoted = *serving < version;
+        *serving = (*serving).max(version);
+        Ok(promoted)
+    }
+
+    async fn reset(&self, _tx: (), name: &str, version: u32) -> Result<(), Error> {
+        let mut state = self.lock();
+        state.checkpoints.remove(&(name.to_owned(), version));
+        state
+            .parked
+            .retain(|parked| !(parked.projection == name && parked.version == version));
+        Ok(())
+    }
+
     async fn park(&self, parked: ParkedEvent) -> Result<(), Error> {
-        self.lock().parked.push(parked);
+        let mut state = self.lock();
+        // Parking an event again keeps the newest error, as in Postgres.
+        state.parked.retain(|old| {
+            !(old.projection == parked.projection
+                && old.version == parked.version
+                && old.event.event_id == parked.event.event_id)
+        });
+        state.parked.push(parked);
+        state.parked.sort_by_key(|parked| parked.event.position);
         Ok(())
     }
 
@@ -176,7 +209,13 @@ impl ProjectionBackend for MemoryProjectionBackend {
             .collect())
     }
 
-    async fn unpark(&self, name: &str, version: u32, event_id: Uuid) -> Result<(), Error> {
+    async fn unpark(
+        &self,
+        _tx: &mut (),
+        name: &str,
+        version: u32,
+        event_id: Uuid,
+    ) -> Result<(), Error> {
         self.lock().parked.retain(|parked| {
             !(parked.projection == name
                 && parked.version == version

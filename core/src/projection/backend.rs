@@ -24,8 +24,13 @@ pub struct ParkedEvent {
 }
 
 /// Where a projection keeps its checkpoint, its parked events and its read
-/// model, and how its runners take turns: implemented by the in-memory
-/// backend here and by the Postgres one in `annals-postgres`.
+/// model, which of its versions serves queries, and how its runners take
+/// turns: implemented by the in-memory backend here and by the Postgres one
+/// in `annals-postgres`.
+///
+/// Everything is per projection name and version except the serving
+/// version, which is per name: the runners of two versions of one
+/// projection run side by side while the newer one rebuilds.
 ///
 /// The runner drives it; one step of it, against any backend:
 ///
@@ -34,7 +39,7 @@ pub struct ParkedEvent {
 ///
 /// /// Applies one batch ending at `to` and moves the checkpoint there.
 /// async fn apply_batch<B: ProjectionBackend>(backend: &B, to: GlobalPosition) -> Result<(), annals::Error> {
-///     let lease = backend.acquire("order-totals").await?;
+///     let lease = backend.acquire("order-totals", 1).await?;
 ///     assert!(backend.is_held(&lease));
 ///     let from = backend.checkpoint("order-totals", 1).await?.unwrap_or(GlobalPosition::START);
 ///     let tx = backend.begin("order-totals", 1).await?;
@@ -62,8 +67,12 @@ pub trait ProjectionBackend: Clone + Send + Sync + 'static {
     /// false the runner commits after every event.
     fn atomic_batches(&self) -> bool;
 
-    /// Waits until this runner is the active one for `name`.
-    fn acquire(&self, name: &str) -> impl Future<Output = Result<Self::Lease, Error>> + Send;
+    /// Waits until this runner is the active one for `name` at `version`.
+    fn acquire(
+        &self,
+        name: &str,
+        version: u32,
+    ) -> impl Future<Output = Result<Self::Lease, Error>> + Send;
 
     /// Whether `lease` still holds; a runner that lost it stops applying.
     fn is_held(&self, lease: &Self::Lease) -> bool;
@@ -97,6 +106,29 @@ pub trait ProjectionBackend: Clone + Send + Sync + 'static {
     /// Abandons `tx`.
     fn rollback(&self, tx: Self::Tx) -> impl Future<Output = Result<(), Error>> + Send;
 
+    /// The version of `name` that serves queries, `None` before the first
+    /// version was promoted.
+    fn serving(&self, name: &str) -> impl Future<Output = Result<Option<u32>, Error>> + Send;
+
+    /// Makes `version` the serving version of `name` in `tx` and commits,
+    /// unless the same or a newer version serves already: then commits
+    /// nothing and returns false.
+    fn promote(
+        &self,
+        tx: Self::Tx,
+        name: &str,
+        version: u32,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// Forgets the checkpoint and the parked events of `name` at `version`
+    /// in `tx`, and commits.
+    fn reset(
+        &self,
+        tx: Self::Tx,
+        name: &str,
+        version: u32,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
     /// Keeps `event` with the error that stopped it.
     fn park(&self, parked: ParkedEvent) -> impl Future<Output = Result<(), Error>> + Send;
 
@@ -107,9 +139,11 @@ pub trait ProjectionBackend: Clone + Send + Sync + 'static {
         version: u32,
     ) -> impl Future<Output = Result<Vec<ParkedEvent>, Error>> + Send;
 
-    /// Forgets a parked event once it has been applied.
+    /// Forgets a parked event in `tx`, the transaction that applies it, so
+    /// that it is applied and unparked together.
     fn unpark(
         &self,
+        tx: &mut Self::Tx,
         name: &str,
         version: u32,
         event_id: Uuid,

@@ -2,31 +2,64 @@
 
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::{ProjectionState, ProjectionStatus};
+use super::runner::Request;
+use super::{ProjectionState, ProjectionStatus, ReplayReport};
 use crate::{Error, GlobalPosition};
 
-/// A running projection: its status, and the way to stop it.
-#[derive(Debug)]
+/// A running projection: its status, the replay of its parked events, and
+/// the way to stop it.
 pub struct ProjectionHandle {
     status: watch::Receiver<ProjectionStatus>,
     shutdown: watch::Sender<bool>,
+    requests: mpsc::Sender<Request>,
     task: JoinHandle<Result<(), Error>>,
+}
+
+impl std::fmt::Debug for ProjectionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProjectionHandle")
+            .field("status", &*self.status.borrow())
+            .field("finished", &self.task.is_finished())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ProjectionHandle {
     pub(super) fn new(
         status: watch::Receiver<ProjectionStatus>,
         shutdown: watch::Sender<bool>,
+        requests: mpsc::Sender<Request>,
         task: JoinHandle<Result<(), Error>>,
     ) -> Self {
         ProjectionHandle {
             status,
             shutdown,
+            requests,
             task,
         }
+    }
+
+    /// Asks the runner to apply again the events parked behind its
+    /// checkpoint (see [`ProjectionRunner::replay_parked`](super::ProjectionRunner::replay_parked)),
+    /// between two batches; waits for the answer. The runner answers while
+    /// it is the active one; a standby answers once it takes over.
+    pub async fn replay_parked(&self) -> Result<ReplayReport, Error> {
+        let ended = || {
+            Error::backend(
+                "projection runner",
+                false,
+                "the runner has ended; replay with ProjectionRunner::replay_parked",
+            )
+        };
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request::ReplayParked(reply))
+            .await
+            .map_err(|_| ended())?;
+        answer.await.map_err(|_| ended())?
     }
 
     /// The current status.

@@ -12,7 +12,7 @@ use crate::{BoxError, DomainEvent, Envelope};
 pub use backend::{ParkedEvent, ProjectionBackend};
 pub use filter::EventFilter;
 pub use handle::ProjectionHandle;
-pub use runner::{ProjectionRunner, RunnerConfig};
+pub use runner::{ProjectionRunner, ReplayReport, RunnerConfig};
 pub use status::{FailurePolicy, OnExhausted, ProjectionState, ProjectionStatus};
 
 /// A read model fed by the global stream.
@@ -23,7 +23,12 @@ pub use status::{FailurePolicy, OnExhausted, ProjectionState, ProjectionStatus};
 /// A type may implement `Projection` for several backends.
 ///
 /// A new [`Projection::version`] builds the read model again from the start
-/// of the global stream (beside the old one, where the backend supports it).
+/// of the global stream, beside the old one: each version keeps its own
+/// checkpoint (and, written by its handler, its own tables), the version
+/// that serves queries stays the serving one while the new one rebuilds,
+/// and the runner of the new version switches them in one transaction once
+/// it has caught up ([`Projection::promote`]). [`ProjectionRunner::reset`]
+/// clears one version and replays it from the start instead.
 ///
 /// ```
 /// use std::collections::HashMap;
@@ -82,6 +87,32 @@ pub trait Projection<Tx: Send>: Send + Sync + 'static {
     /// must be idempotent.
     fn setup(&self, _tx: &mut Tx) -> impl Future<Output = Result<(), BoxError>> + Send {
         async { Ok(()) }
+    }
+
+    /// Makes this version the one that serves queries, in the transaction
+    /// that records the switch: repoint a view at this version's tables,
+    /// rename them, and so on. Runs once per version: when the first version
+    /// of a projection starts, and when a new version has caught up with the
+    /// global stream while an older one served. The default does nothing,
+    /// for read models whose readers ask which version serves
+    /// (`PgProjectionBackend::serving` in `annals-postgres`).
+    fn promote(&self, _tx: &mut Tx) -> impl Future<Output = Result<(), BoxError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Clears this version's read model, in the transaction that also forgets
+    /// its checkpoint and parked events, so that it is built again from the
+    /// start of the global stream ([`ProjectionRunner::reset`]). The default
+    /// refuses: a projection that is not told how to clear its read model
+    /// would apply every event a second time on top of it.
+    fn reset(&self, _tx: &mut Tx) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let name = self.name().to_owned();
+        async move {
+            Err(format!(
+                "projection `{name}` does not say how to clear its read model; implement Projection::reset"
+            )
+            .into())
+        }
     }
 
     /// Applies one event.

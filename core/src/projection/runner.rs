@@ -6,10 +6,10 @@ use std::collections::HashSet;
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use super::{
@@ -18,7 +18,7 @@ use super::{
 };
 use tracing::Instrument;
 
-use crate::{Envelope, Error, EventStore, GlobalPosition, RecordedEvent};
+use crate::{BoxError, Envelope, Error, EventStore, GlobalPosition, RecordedEvent};
 
 /// How a runner reads and waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +30,10 @@ pub struct RunnerConfig {
     pub poll_interval: Duration,
     /// How handler failures are retried and what follows.
     pub failure: FailurePolicy,
+    /// How often the backlog is counted for the status (default 2 s).
+    pub progress_interval: Duration,
+    /// The most events counted for the backlog (default 1,000,000).
+    pub backlog_limit: u64,
 }
 
 impl Default for RunnerConfig {
@@ -38,6 +42,8 @@ impl Default for RunnerConfig {
             batch_size: 500,
             poll_interval: Duration::from_secs(1),
             failure: FailurePolicy::default(),
+            progress_interval: Duration::from_secs(2),
+            backlog_limit: 1_000_000,
         }
     }
 }
@@ -60,6 +66,37 @@ impl RunnerConfig {
         self.failure = failure;
         self
     }
+
+    /// Sets how often the backlog is counted, and up to how many events.
+    pub fn with_progress(mut self, interval: Duration, backlog_limit: u64) -> Self {
+        self.progress_interval = interval;
+        self.backlog_limit = backlog_limit;
+        self
+    }
+}
+
+/// What a replay of parked events did ([`ProjectionRunner::replay_parked`],
+/// [`ProjectionHandle::replay_parked`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReplayReport {
+    /// Parked events applied, each unparked in the transaction that applied
+    /// it.
+    pub replayed: u64,
+    /// Parked events whose handler failed again: they stay parked, with the
+    /// new error.
+    pub failed: u64,
+    /// Parked events after the checkpoint (the event that stopped a
+    /// projection under [`OnExhausted::Stop`]): left to the runner, which
+    /// applies them in order when it starts again.
+    pub ahead: u64,
+    /// The last error of a failed replay.
+    pub last_error: Option<String>,
+}
+
+/// What a [`ProjectionHandle`] asks of its running runner.
+pub(super) enum Request {
+    ReplayParked(oneshot::Sender<Result<ReplayReport, Error>>),
 }
 
 /// Runs one projection against a store and a backend.
@@ -68,6 +105,13 @@ impl RunnerConfig {
 /// transaction (or, for a backend without atomic batches, one event at a
 /// time), and the global stream never shows an event behind a position once
 /// read, so nothing is applied twice or skipped.
+///
+/// Versions: the first version of a projection serves queries from its
+/// start. A runner of a newer version rebuilds from the start of the global
+/// stream beside it (state [`ProjectionState::Rebuilding`]) and, once caught
+/// up, promotes itself in one transaction ([`Projection::promote`]); the
+/// older version's runners go on applying for readers that still use it
+/// until they are stopped.
 pub struct ProjectionRunner<S, B: ProjectionBackend, P> {
     store: S,
     backend: B,
@@ -140,35 +184,88 @@ where
     /// Starts the runner in the background.
     pub fn spawn(self) -> ProjectionHandle {
         let (shutdown, stop) = watch::channel(false);
+        let (requests, received) = mpsc::channel(4);
         let status = self.status.subscribe();
-        let task = tokio::spawn(self.run(stop));
-        ProjectionHandle::new(status, shutdown, task)
+        let task = tokio::spawn(self.run_serving(stop, received));
+        ProjectionHandle::new(status, shutdown, requests, task)
     }
 
     /// Runs until `shutdown` turns true, the lease is lost or an event stops
     /// the projection. Returns `Ok` on shutdown and on a stop by policy (the
     /// status says why), an error when the backend fails for good.
     pub async fn run(self, shutdown: watch::Receiver<bool>) -> Result<(), Error> {
+        // Nobody can ask anything of a runner without a handle.
+        let (_, requests) = mpsc::channel(1);
+        self.run_serving(shutdown, requests).await
+    }
+
+    /// Clears this version of the projection: its read model
+    /// ([`Projection::reset`]), its checkpoint and its parked events, in one
+    /// transaction, so that the next run replays the global stream from the
+    /// start. Waits for the version's lease: stop its runners first (a
+    /// timeout around the call bounds the wait).
+    pub async fn reset(&self) -> Result<(), Error> {
+        let (name, version) = (self.projection.name(), self.projection.version());
+        let _lease = self.backend.acquire(name, version).await?;
+        let mut tx = self.backend.begin(name, version).await?;
+        if let Err(cause) = self.projection.reset(&mut tx).await {
+            let _ = self.backend.rollback(tx).await;
+            return Err(self.failed_in("reset", cause));
+        }
+        self.backend.reset(tx, name, version).await?;
+        tracing::info!(projection = %name, version, "projection reset; the next run replays it from the start");
+        Ok(())
+    }
+
+    /// Applies again the events parked behind the checkpoint (skipped under
+    /// [`OnExhausted::Skip`]), oldest first, each in a transaction of its own
+    /// that also unparks it; an event that fails again stays parked with the
+    /// new error. They are applied after the events that followed them.
+    /// Waits for the version's lease: for a running projection use
+    /// [`ProjectionHandle::replay_parked`] instead.
+    pub async fn replay_parked(&self) -> Result<ReplayReport, Error> {
+        let (name, version) = (self.projection.name(), self.projection.version());
+        let _lease = self.backend.acquire(name, version).await?;
+        let checkpoint = self
+            .backend
+            .checkpoint(name, version)
+            .await?
+            .unwrap_or(GlobalPosition::START);
+        self.replay_behind(checkpoint, &mut HashSet::new()).await
+    }
+
+    async fn run_serving(
+        self,
+        shutdown: watch::Receiver<bool>,
+        requests: mpsc::Receiver<Request>,
+    ) -> Result<(), Error> {
         let span = tracing::info_span!(
             "annals.projection",
             projection = %self.projection.name(),
             version = self.projection.version(),
         );
-        self.run_leases(shutdown).instrument(span).await
+        self.run_leases(shutdown, requests).instrument(span).await
     }
 
-    async fn run_leases(self, mut shutdown: watch::Receiver<bool>) -> Result<(), Error> {
-        let name = self.projection.name().to_owned();
+    async fn run_leases(
+        self,
+        mut shutdown: watch::Receiver<bool>,
+        mut requests: mpsc::Receiver<Request>,
+    ) -> Result<(), Error> {
+        let (name, version) = (self.projection.name().to_owned(), self.projection.version());
         // Consecutive outages of the store or backend, for the back-off.
         let mut outages = 0;
         loop {
             let applied = self.status.borrow().applied;
             let acquired = tokio::select! {
-                lease = self.backend.acquire(&name) => lease,
+                lease = self.backend.acquire(&name, version) => lease,
                 _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
             };
             let halt = match acquired {
-                Ok(lease) => self.run_with_lease(&lease, &mut shutdown).await,
+                Ok(lease) => {
+                    self.run_with_lease(&lease, &mut shutdown, &mut requests)
+                        .await
+                }
                 Err(error) => Halt::Failed(error),
             };
             if self.status.borrow().applied > applied {
@@ -230,7 +327,12 @@ where
         }
     }
 
-    async fn run_with_lease(&self, lease: &B::Lease, shutdown: &mut watch::Receiver<bool>) -> Halt {
+    async fn run_with_lease(
+        &self,
+        lease: &B::Lease,
+        shutdown: &mut watch::Receiver<bool>,
+        requests: &mut mpsc::Receiver<Request>,
+    ) -> Halt {
         let (name, version) = (self.projection.name(), self.projection.version());
         if let Err(halt) = self.setup().await {
             return halt;
@@ -246,10 +348,25 @@ where
                 .collect(),
             Err(error) => return Halt::Failed(error),
         };
+        let mut rebuilding = match self.serving().await {
+            // The first version of the projection: nothing older serves
+            // queries, so it serves them while it catches up.
+            Ok(None) => match self.promote().await {
+                Ok(_) => false,
+                Err(halt) => return halt,
+            },
+            Ok(Some(serving)) => serving < version,
+            Err(error) => return Halt::Failed(error),
+        };
         self.status.send_modify(|status| {
             status.checkpoint = checkpoint;
-            status.state = ProjectionState::CatchingUp;
+            status.state = if rebuilding {
+                ProjectionState::Rebuilding
+            } else {
+                ProjectionState::CatchingUp
+            };
         });
+        let mut counted_at: Option<Instant> = None;
         let mut read_failures = 0;
         loop {
             if *shutdown.borrow() {
@@ -257,6 +374,9 @@ where
             }
             if !self.backend.is_held(lease) {
                 return Halt::LeaseLost;
+            }
+            while let Ok(request) = requests.try_recv() {
+                self.answer(request, checkpoint, &mut parked).await;
             }
             let mut signal = self.store.append_signal();
             let records = match self
@@ -280,24 +400,201 @@ where
                 Err(error) => return Halt::Failed(error),
             };
             let full = records.len() == self.config.batch_size;
-            self.note_lag(records.first(), full);
-            if records.is_empty() {
-                tokio::select! {
-                    _ = signal.wait(self.config.poll_interval) => {}
-                    _ = shutdown.wait_for(|stop| *stop) => return Halt::Shutdown,
+            if counted_at.is_none_or(|at| at.elapsed() >= self.config.progress_interval) {
+                self.count_backlog(checkpoint).await;
+                counted_at = Some(Instant::now());
+            }
+            self.note_lag(records.first(), full, rebuilding);
+            if !records.is_empty() {
+                let read = records.len() as u64;
+                checkpoint = match self
+                    .apply(records, checkpoint, lease, &mut parked, shutdown)
+                    .await
+                {
+                    Ok(next) => next,
+                    Err(halt) => return halt,
+                };
+                self.note_applied(checkpoint, read, full);
+            }
+            if rebuilding && !full {
+                // Caught up with what the global stream shows: switch.
+                match self.promote().await {
+                    Ok(_) => rebuilding = false,
+                    Err(halt) => return halt,
                 }
+                self.note_lag(None, false, rebuilding);
+            }
+            if full {
                 continue;
             }
-            checkpoint = match self
-                .apply(records, checkpoint, lease, &mut parked, shutdown)
-                .await
-            {
-                Ok(next) => next,
-                Err(halt) => return halt,
+            let request = tokio::select! {
+                _ = signal.wait(self.config.poll_interval) => None,
+                Some(request) = requests.recv() => Some(request),
+                _ = shutdown.wait_for(|stop| *stop) => return Halt::Shutdown,
             };
-            self.status
-                .send_modify(|status| status.checkpoint = checkpoint);
+            if let Some(request) = request {
+                self.answer(request, checkpoint, &mut parked).await;
+            }
         }
+    }
+
+    /// The error of the projection's own code failing in `step`.
+    fn failed_in(&self, step: &'static str, cause: BoxError) -> Error {
+        Error::Projection {
+            projection: self.projection.name().to_owned(),
+            step,
+            cause,
+        }
+    }
+
+    /// The version that serves queries; noted in the status.
+    async fn serving(&self) -> Result<Option<u32>, Error> {
+        let serving = self.backend.serving(self.projection.name()).await?;
+        self.status
+            .send_modify(|status| status.serving_version = serving);
+        Ok(serving)
+    }
+
+    /// Makes this version the one that serves queries, unless a newer one
+    /// does already.
+    async fn promote(&self) -> Result<(), Halt> {
+        let (name, version) = (self.projection.name(), self.projection.version());
+        let mut tx = self
+            .backend
+            .begin(name, version)
+            .await
+            .map_err(Halt::Failed)?;
+        if let Err(cause) = self.projection.promote(&mut tx).await {
+            return Err(match self.backend.rollback(tx).await {
+                Ok(()) => Halt::Failed(self.failed_in("promote", cause)),
+                Err(rollback) => Halt::Resync(format!("{cause} (rollback failed: {rollback})")),
+            });
+        }
+        if self
+            .backend
+            .promote(tx, name, version)
+            .await
+            .map_err(|error| Halt::Resync(error.to_string()))?
+        {
+            tracing::info!(projection = %name, version, "this version now serves queries");
+        }
+        match self.serving().await {
+            Ok(Some(serving)) if serving > version => {
+                tracing::info!(projection = %name, version, serving, "a newer version serves queries; this one is applied only for readers that still use it");
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(error) => Err(Halt::Failed(error)),
+        }
+    }
+
+    /// Counts the events after `checkpoint` still to be read and looks at
+    /// the horizon, for the status. A failed count is noted, not fatal: the
+    /// reads report outages.
+    async fn count_backlog(&self, checkpoint: GlobalPosition) {
+        // Another runner may have promoted a newer version meanwhile.
+        if let Err(error) = self.serving().await {
+            tracing::debug!(%error, "could not read the projection's serving version");
+        }
+        match self
+            .store
+            .global_backlog(checkpoint, self.config.backlog_limit)
+            .await
+        {
+            Ok(backlog) => {
+                metrics::gauge!("annals_projection_lag_events", "projection" => self.projection.name().to_owned())
+                    .set(backlog.events as f64);
+                self.status.send_modify(|status| {
+                    status.lag_events = Some(backlog.events);
+                    status.lag_events_capped = backlog.capped;
+                    status.horizon_held_for = backlog.horizon_held_for;
+                });
+            }
+            Err(error) => {
+                tracing::debug!(%error, "could not count the projection's backlog");
+            }
+        }
+    }
+
+    /// Notes a batch of `read` events applied up to `checkpoint`; `full`
+    /// when more may follow at once.
+    fn note_applied(&self, checkpoint: GlobalPosition, read: u64, full: bool) {
+        self.status.send_modify(|status| {
+            status.checkpoint = checkpoint;
+            status.lag_events = if full {
+                status.lag_events.map(|events| events.saturating_sub(read))
+            } else {
+                // Caught up with what was readable at the read.
+                Some(0)
+            };
+            if !full {
+                status.lag_events_capped = false;
+            }
+        });
+    }
+
+    /// Answers a handle's request between batches.
+    async fn answer(
+        &self,
+        request: Request,
+        checkpoint: GlobalPosition,
+        parked: &mut HashSet<Uuid>,
+    ) {
+        match request {
+            Request::ReplayParked(reply) => {
+                let _ = reply.send(self.replay_behind(checkpoint, parked).await);
+            }
+        }
+    }
+
+    /// Replays the events parked behind `checkpoint`; forgets those applied
+    /// from `parked`.
+    async fn replay_behind(
+        &self,
+        checkpoint: GlobalPosition,
+        parked: &mut HashSet<Uuid>,
+    ) -> Result<ReplayReport, Error> {
+        let (name, version) = (self.projection.name(), self.projection.version());
+        let mut report = ReplayReport::default();
+        for event in self.backend.parked(name, version).await? {
+            if event.event.position > checkpoint {
+                report.ahead += 1;
+                continue;
+            }
+            let event_id = event.event.event_id;
+            let outcome = match event.event.to_envelopes::<P::Event>() {
+                Ok(envelopes) => {
+                    self.try_apply(&envelopes, checkpoint, checkpoint, Some(event_id))
+                        .await
+                }
+                Err(error) => Err(Attempt::Handler(error.to_string())),
+            };
+            match outcome {
+                Ok(()) => {
+                    parked.remove(&event_id);
+                    report.replayed += 1;
+                    self.count_applied(1);
+                    tracing::info!(event = %event_id, "replayed a parked event");
+                }
+                Err(Attempt::Handler(error)) => {
+                    tracing::warn!(event = %event_id, %error, "a replayed parked event failed again; it stays parked");
+                    report.failed += 1;
+                    report.last_error = Some(error.clone());
+                    self.backend
+                        .park(ParkedEvent {
+                            attempts: event.attempts.saturating_add(1),
+                            error,
+                            parked_at: Utc::now(),
+                            ..event
+                        })
+                        .await?;
+                }
+                Err(Attempt::Backend(error)) => {
+                    return Err(Error::backend("projection replay", true, error));
+                }
+            }
+        }
+        Ok(report)
     }
 
     async fn setup(&self) -> Result<(), Halt> {
@@ -307,16 +604,11 @@ where
             .begin(name, version)
             .await
             .map_err(Halt::Failed)?;
-        match self.projection.setup(&mut tx).await {
-            Ok(()) => {}
-            Err(error) => {
-                let _ = self.backend.rollback(tx).await;
-                return Err(Halt::Failed(Error::backend(
-                    "projection setup",
-                    false,
-                    error,
-                )));
-            }
+        if let Err(cause) = self.projection.setup(&mut tx).await {
+            return Err(match self.backend.rollback(tx).await {
+                Ok(()) => Halt::Failed(self.failed_in("setup", cause)),
+                Err(rollback) => Halt::Resync(format!("{cause} (rollback failed: {rollback})")),
+            });
         }
         let checkpoint = self
             .backend
@@ -356,9 +648,13 @@ where
                 Item { record, decoded }
             })
             .collect();
-        let all_decoded = items.iter().all(|item| item.decoded.is_ok());
-        if self.backend.atomic_batches() && all_decoded && parked.is_empty() {
-            match self.try_apply(&envelopes, checkpoint, last).await {
+        // A batch with a parked event in it goes one by one, so that the
+        // event is unparked in the transaction that applies it.
+        let plain = items
+            .iter()
+            .all(|item| item.decoded.is_ok() && !parked.contains(&item.record.event_id));
+        if self.backend.atomic_batches() && plain {
+            match self.try_apply(&envelopes, checkpoint, last, None).await {
                 Ok(()) => {
                     self.count_applied(items.len() as u64);
                     return Ok(last);
@@ -384,7 +680,6 @@ where
         parked: &mut HashSet<Uuid>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<GlobalPosition, Halt> {
-        let (name, version) = (self.projection.name(), self.projection.version());
         for item in items {
             let position = item.record.position;
             let mut attempts = 0;
@@ -393,9 +688,12 @@ where
                     return Err(Halt::LeaseLost);
                 }
                 attempts += 1;
+                let unpark = parked
+                    .contains(&item.record.event_id)
+                    .then_some(item.record.event_id);
                 let outcome = match &item.decoded {
                     Ok(range) => {
-                        self.try_apply(&envelopes[range.clone()], checkpoint, position)
+                        self.try_apply(&envelopes[range.clone()], checkpoint, position, unpark)
                             .await
                     }
                     // Decoding is deterministic: retrying cannot help.
@@ -408,12 +706,7 @@ where
                     Ok(()) => {
                         checkpoint = position;
                         self.count_applied(1);
-                        if parked.remove(&item.record.event_id) {
-                            self.backend
-                                .unpark(name, version, item.record.event_id)
-                                .await
-                                .map_err(Halt::Failed)?;
-                        }
+                        parked.remove(&item.record.event_id);
                         break;
                     }
                     // The store or connection failed, not the handler: it
@@ -488,17 +781,20 @@ where
         from: GlobalPosition,
         to: GlobalPosition,
     ) -> Result<GlobalPosition, Halt> {
-        match self.try_apply(&[], from, to).await {
+        match self.try_apply(&[], from, to, None).await {
             Ok(()) => Ok(to),
             Err(Attempt::Backend(error)) | Err(Attempt::Handler(error)) => Err(Halt::Resync(error)),
         }
     }
 
+    /// Applies `envelopes` and moves the checkpoint from `from` to `to` in one
+    /// transaction, unparking the event `unpark` in it.
     async fn try_apply(
         &self,
         envelopes: &[Envelope<P::Event>],
         from: GlobalPosition,
         to: GlobalPosition,
+        unpark: Option<Uuid>,
     ) -> Result<(), Attempt> {
         let (name, version) = (self.projection.name(), self.projection.version());
         let mut tx = self
@@ -506,6 +802,12 @@ where
             .begin(name, version)
             .await
             .map_err(|error| Attempt::Backend(error.to_string()))?;
+        if let Some(event_id) = unpark
+            && let Err(error) = self.backend.unpark(&mut tx, name, version, event_id).await
+        {
+            let _ = self.backend.rollback(tx).await;
+            return Err(Attempt::Backend(error.to_string()));
+        }
         if !envelopes.is_empty()
             && let Err(error) = self.projection.handle_batch(&mut tx, envelopes).await
         {
@@ -555,8 +857,9 @@ where
             .increment(events);
     }
 
-    /// Records the lag seen at a read: `oldest` is the first unapplied event.
-    fn note_lag(&self, oldest: Option<&RecordedEvent>, more: bool) {
+    /// Records the lag seen at a read: `oldest` is the first unapplied event,
+    /// `more` when the read was full.
+    fn note_lag(&self, oldest: Option<&RecordedEvent>, more: bool, rebuilding: bool) {
         let lag = oldest
             .map(|record| {
                 (Utc::now() - record.recorded_at)
@@ -571,6 +874,7 @@ where
             status.lag = lag;
             status.state = match (&status.state, more) {
                 (ProjectionState::Stopped { .. }, _) => status.state.clone(),
+                _ if rebuilding => ProjectionState::Rebuilding,
                 (_, true) => ProjectionState::CatchingUp,
                 (_, false) if oldest.is_none() => ProjectionState::Live,
                 (state, false) => state.clone(),

@@ -17,7 +17,9 @@ pub enum ProjectionState {
     CatchingUp,
     /// Caught up, following new events.
     Live,
-    /// Building a new version beside the one that serves queries.
+    /// Building a new version from the start of the global stream beside
+    /// the older version that serves queries; it is promoted to serve them
+    /// once it has caught up.
     Rebuilding,
     /// Stopped by an event it could not apply (parked), or shut down.
     Stopped {
@@ -34,6 +36,10 @@ pub struct ProjectionStatus {
     pub name: String,
     /// The version being built.
     pub version: u32,
+    /// The version that serves queries, as last seen: this one once it was
+    /// promoted, an older one while this one rebuilds, a newer one when this
+    /// runner is superseded and only kept up for readers that still use it.
+    pub serving_version: Option<u32>,
     /// Where the runner is.
     pub state: ProjectionState,
     /// The position of the last event applied (or skipped by the filter).
@@ -41,6 +47,18 @@ pub struct ProjectionStatus {
     /// How long ago the oldest unapplied event was recorded; zero when caught
     /// up.
     pub lag: Duration,
+    /// Events readable after the checkpoint that are still to be read
+    /// (counted up to [`RunnerConfig::backlog_limit`](super::RunnerConfig),
+    /// at most once per [`RunnerConfig::progress_interval`](super::RunnerConfig));
+    /// `None` until first counted.
+    pub lag_events: Option<u64>,
+    /// Whether the count of [`ProjectionStatus::lag_events`] stopped at the
+    /// limit: the backlog may be larger.
+    pub lag_events_capped: bool,
+    /// How long the oldest running transaction has held the global stream's
+    /// readers back (nothing committed after it began is readable until it
+    /// ends); `None` when nothing holds them back or the store cannot tell.
+    pub horizon_held_for: Option<Duration>,
     /// Events applied since the runner started.
     pub applied: u64,
     /// Events skipped after their handler failed for good (only with
@@ -59,9 +77,13 @@ impl ProjectionStatus {
         ProjectionStatus {
             name: name.to_owned(),
             version,
+            serving_version: None,
             state: ProjectionState::Standby,
             checkpoint: GlobalPosition::START,
             lag: Duration::ZERO,
+            lag_events: None,
+            lag_events_capped: false,
+            horizon_held_for: None,
             applied: 0,
             skipped: 0,
             parked: 0,

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
+use annals::{GlobalBacklog, GlobalPosition};
+
 use super::PgEventStore;
+use super::read::checkpoint;
 use crate::error::{backend, pool};
 
 /// The oldest transaction still running that holds back the readers of the
@@ -56,6 +59,38 @@ impl PgEventStore {
             .map_err(backend)?;
         report(found.as_ref(), self.inner.horizon_warning);
         Ok(found)
+    }
+}
+
+impl PgEventStore {
+    /// The events after `after` below the horizon, counted up to `limit`,
+    /// and the age of the transaction holding the horizon back.
+    pub(super) async fn backlog_after(
+        &self,
+        after: GlobalPosition,
+        limit: u64,
+    ) -> Result<GlobalBacklog, annals::Error> {
+        let client = self.inner.pool.get().await.map_err(pool)?;
+        let statement = client
+            .prepare_cached(&self.inner.sql.backlog)
+            .await
+            .map_err(backend)?;
+        let (commit, sequence) = checkpoint(after);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let row = client
+            .query_one(&statement, &[&commit, &sequence, &limit])
+            .await
+            .map_err(backend)?;
+        let events: i64 = row.try_get(0).map_err(backend)?;
+        let blocking = oldest_blocking(&client, self.inner.sql.oldest_blocking_transaction)
+            .await
+            .map_err(backend)?;
+        report(blocking.as_ref(), self.inner.horizon_warning);
+        Ok(GlobalBacklog::new(
+            u64::try_from(events).unwrap_or_default(),
+            events >= limit,
+            blocking.map(|transaction| transaction.age),
+        ))
     }
 }
 

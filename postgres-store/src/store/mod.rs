@@ -15,8 +15,8 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use annals::{
-    AppendOutcome, AppendRequest, AppendSignal, EventStore, EventStream, GlobalPosition, Limits,
-    OutboxReader, OutboxRecord, RecordedEvent, Snapshot, StreamId,
+    AppendOutcome, AppendRequest, AppendSignal, EventStore, EventStream, GlobalBacklog,
+    GlobalPosition, Limits, OutboxReader, OutboxRecord, RecordedEvent, Snapshot, StreamId,
 };
 use deadpool_postgres::Pool;
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -199,6 +199,14 @@ impl EventStore for PgEventStore {
 
     fn append_signal(&self) -> AppendSignal {
         self.subscribe()
+    }
+
+    async fn global_backlog(
+        &self,
+        after: GlobalPosition,
+        limit: u64,
+    ) -> Result<GlobalBacklog, annals::Error> {
+        self.backlog_after(after, limit).await
     }
 }
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use annals::{
-    AppendOutcome, AppendRequest, AppendSignal, EventStore, EventStream, GlobalPosition,
-    OutboxReader, OutboxRecord, RecordedEvent, Snapshot, StreamId,
+    AppendOutcome, AppendRequest, AppendSignal, EventStore, EventStream, GlobalBacklog,
+    GlobalPosition, OutboxReader, OutboxRecord, RecordedEvent, Snapshot, StreamId,
 };
 use annals_postgres::{Config, PgEventStore};
 use uuid::Uuid;
@@ -112,6 +112,14 @@ impl EventStore for TestStore {
 
     fn append_signal(&self) -> AppendSignal {
         self.store.append_signal()
+    }
+
+    fn global_backlog(
+        &self,
+        after: GlobalPosition,
+        limit: u64,
+    ) -> impl Future<Output = Result<GlobalBacklog, annals::Error>> + Send {
+        self.store.global_backlog(after, limit)
     }
 }
 
