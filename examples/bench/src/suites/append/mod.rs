@@ -4,7 +4,7 @@
 //! an identical table.
 
 mod load;
-mod model;
+pub(super) mod model;
 mod writes;
 
 use std::time::Duration;
