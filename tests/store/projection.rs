@@ -796,6 +796,22 @@ async fn postgres_projection_status_counts_the_backlog_and_shows_what_holds_the_
     for n in 0..120 {
         append(&store, &format!("s-{}", n % 3), &[1]).await;
     }
+    // Readable once every older transaction (other tests' too) has ended;
+    // from then on they stay readable.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while store
+        .read_all(GlobalPosition::START, 200)
+        .await
+        .unwrap()
+        .len()
+        < 120
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the events become readable"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let tally = Tally::new(&store, "any");
     tally.batches_before_hold.store(0, Ordering::SeqCst);
     let mut handle = ProjectionRunner::new(
@@ -805,8 +821,8 @@ async fn postgres_projection_status_counts_the_backlog_and_shows_what_holds_the_
     )
     .with_config(config().with_progress(Duration::from_millis(20), 1_000))
     .spawn();
-    // Held before its first batch: every event is still to be read (other
-    // tests' transactions may hide some for a moment).
+    // Held in its first batch: every event is still to be read, counted
+    // once before the batch.
     let status = handle
         .wait_until(WAIT, |status| status.lag_events == Some(120))
         .await;
