@@ -5,3 +5,4 @@
 pub mod account;
 pub mod evolving;
 pub mod in_memory;
+pub mod versions;
