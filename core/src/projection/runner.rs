@@ -459,17 +459,7 @@ where
     /// does already.
     async fn promote(&self) -> Result<(), Halt> {
         let (name, version) = (self.projection.name(), self.projection.version());
-        let mut tx = self
-            .backend
-            .begin(name, version)
-            .await
-            .map_err(Halt::Failed)?;
-        if let Err(cause) = self.projection.promote(&mut tx).await {
-            return Err(match self.backend.rollback(tx).await {
-                Ok(()) => Halt::Failed(self.failed_in("promote", cause)),
-                Err(rollback) => Halt::Resync(format!("{cause} (rollback failed: {rollback})")),
-            });
-        }
+        let tx = self.hook(Hook::Promote).await?;
         if self
             .backend
             .promote(tx, name, version)
@@ -597,19 +587,31 @@ where
         Ok(report)
     }
 
-    async fn setup(&self) -> Result<(), Halt> {
+    /// Runs the projection's `hook` in a new transaction, to be committed by
+    /// the caller.
+    async fn hook(&self, hook: Hook) -> Result<B::Tx, Halt> {
         let (name, version) = (self.projection.name(), self.projection.version());
         let mut tx = self
             .backend
             .begin(name, version)
             .await
             .map_err(Halt::Failed)?;
-        if let Err(cause) = self.projection.setup(&mut tx).await {
-            return Err(match self.backend.rollback(tx).await {
-                Ok(()) => Halt::Failed(self.failed_in("setup", cause)),
+        let (step, ran) = match hook {
+            Hook::Setup => ("setup", self.projection.setup(&mut tx).await),
+            Hook::Promote => ("promote", self.projection.promote(&mut tx).await),
+        };
+        match ran {
+            Ok(()) => Ok(tx),
+            Err(cause) => Err(match self.backend.rollback(tx).await {
+                Ok(()) => Halt::Failed(self.failed_in(step, cause)),
                 Err(rollback) => Halt::Resync(format!("{cause} (rollback failed: {rollback})")),
-            });
+            }),
         }
+    }
+
+    async fn setup(&self) -> Result<(), Halt> {
+        let (name, version) = (self.projection.name(), self.projection.version());
+        let tx = self.hook(Hook::Setup).await?;
         let checkpoint = self
             .backend
             .checkpoint(name, version)
@@ -882,6 +884,12 @@ where
             status.updated_at = Utc::now();
         });
     }
+}
+
+/// A projection hook that runs in a transaction of its own.
+enum Hook {
+    Setup,
+    Promote,
 }
 
 /// How one attempt failed.

@@ -236,7 +236,10 @@ async fn raw_catch_up(
         .await
         .map_err(|error| error.to_string())?;
     let read = client
-        .prepare(&render(include_str!("../../sql/projection_read_page.sql")))
+        // The runner's own statement: the same pages, rows and columns.
+        .prepare(&render(include_str!(
+            "../../../../postgres-store/sql/read_all.sql"
+        )))
         .await
         .map_err(|error| error.to_string())?;
     let upsert = client
