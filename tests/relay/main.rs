@@ -1,6 +1,7 @@
 //! The outbox relay against a real Kafka-protocol broker: order per
 //! aggregate, exactly once through crashes, failover and broker restarts,
-//! refused records parked, store outages ridden out, graceful stop.
+//! refused records parked, store outages ridden out, a silent broker outlasted,
+//! graceful stop.
 //!
 //! Every test gets its own topic and relay name, and runs against each
 //! store (`<test>::memory`, `<test>::postgres`).
@@ -14,4 +15,5 @@ mod lifecycle;
 mod order;
 mod outage;
 mod rejections;
+mod stall;
 mod transactional;

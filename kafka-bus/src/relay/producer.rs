@@ -201,13 +201,22 @@ impl ProducerSession {
         .await
     }
 
+    /// Drops every record the producer has not had acked, queued or in
+    /// flight: none of them is sent (again) after this. A request already
+    /// on its way may still land; the idempotent producer's sequence numbers
+    /// make what lands a prefix of what was sent.
+    pub(super) fn purge(&self) {
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight());
+    }
+
     /// Ends the session without waiting for what is in flight: the unacked
     /// records are not checkpointed, and recovery finds out which of them
     /// landed. Returns once the producer is gone, so that nothing of this
     /// session is sent afterwards.
     pub(super) async fn abandon(self) {
+        self.purge();
         let ProducerSession { producer, .. } = self;
-        producer.purge(PurgeConfig::default().queue().inflight());
         // Dropping a producer blocks while librdkafka shuts down.
         let _ = tokio::task::spawn_blocking(move || drop(producer)).await;
     }

@@ -123,6 +123,11 @@ impl<'a, S: OutboxSource> Session<'a, S> {
             Ok(never) => match never {},
             Err(end) => end,
         };
+        if !matches!(end, SessionEnd::Stopped) {
+            // Nothing more of this session may reach the broker: what is
+            // queued goes now, before anything that could take time.
+            self.producer.purge();
+        }
         let flushed = match &end {
             SessionEnd::Stopped => self.drain().await,
             SessionEnd::LeaseLost => false,
@@ -154,6 +159,14 @@ impl<'a, S: OutboxSource> Session<'a, S> {
             if self.stop.is_stopping() {
                 return Err(SessionEnd::Stopped);
             }
+            let ack_due = self.ack_due();
+            if ack_due.is_some_and(|due| due <= Instant::now()) {
+                return Err(SessionEnd::Broken(format!(
+                    "a record waited {:?} for its ack: the session ends before the producer's \
+                     message.timeout.ms could fail it and let later records overtake it",
+                    settings.ack_deadline.unwrap_or_default()
+                )));
+            }
             let store_ready = self.store_retry_at.is_none_or(|at| at <= Instant::now());
             let room = self.window.in_flight() + settings.batch_size <= settings.max_in_flight;
             if !self.caught_up && store_ready && room {
@@ -173,8 +186,15 @@ impl<'a, S: OutboxSource> Session<'a, S> {
                 }
                 () = sleep_until(retry_at), if retry_at.is_some() => {}
                 () = sleep_until(save_due), if save_due.is_some() => {}
+                () = sleep_until(ack_due), if ack_due.is_some() => {}
             }
         }
+    }
+
+    /// When the oldest record in flight has waited too long for its ack
+    /// (see `RelaySettings::ack_deadline`).
+    fn ack_due(&self) -> Option<Instant> {
+        Some(self.window.oldest_sent_at()? + self.context.settings.ack_deadline?)
     }
 
     async fn read_and_publish(&mut self) -> Result<(), SessionEnd> {

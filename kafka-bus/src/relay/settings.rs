@@ -81,6 +81,14 @@ pub(super) struct RelaySettings {
     pub(super) checkpoint_interval: Duration,
     pub(super) prune_batch: usize,
     pub(super) takeover_grace: Duration,
+    /// How long the oldest record of a session may wait for its ack before
+    /// the session ends: three quarters of `message.timeout.ms`, so that
+    /// librdkafka never times a record out itself (`None` when that timeout
+    /// is infinite). A record that librdkafka times out lets the records
+    /// queued behind it go out (its idempotent producer keeps the sequence
+    /// numbers gap-free, not the messages), and they could land before the
+    /// session has seen the failure; ending the session first purges them.
+    pub(super) ack_deadline: Option<Duration>,
     pub(super) backoff_min: Duration,
     pub(super) backoff_max: Duration,
     pub(super) unknown_topic_timeout: Duration,
@@ -181,6 +189,7 @@ impl RelaySettings {
         }
         Ok(RelaySettings {
             takeover_grace: choices.takeover_grace.unwrap_or(message_timeout),
+            ack_deadline: (!message_timeout.is_zero()).then(|| message_timeout * 3 / 4),
             broker_timeout: Duration::from_secs(10),
             recovery_timeout: Duration::from_secs(120),
             commit_timeout: Duration::from_secs(60),
@@ -250,6 +259,7 @@ mod tests {
             .with("linger.ms", "20");
         let settings = RelaySettings::resolve(Choices::default(), &kafka).unwrap();
         assert_eq!(settings.takeover_grace, Duration::from_secs(4));
+        assert_eq!(settings.ack_deadline, Some(Duration::from_secs(3)));
         let producer = settings.producer_config(OutboxShard::ALL);
         assert_eq!(producer.get("linger.ms"), Some("20"));
         assert_eq!(producer.get("acks"), Some("all"));
@@ -270,6 +280,12 @@ mod tests {
         assert_eq!(
             settings.producer_config(shard).get("transactional.id"),
             Some("annals-relay.shard-1-of-3")
+        );
+        let endless = kafka.clone().with("message.timeout.ms", "0");
+        let settings = RelaySettings::resolve(Choices::default(), &endless).unwrap();
+        assert_eq!(
+            settings.ack_deadline, None,
+            "librdkafka never times records out"
         );
     }
 

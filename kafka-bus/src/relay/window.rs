@@ -2,6 +2,7 @@
 //! contiguous prefix of done records that the checkpoint may cover.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use annals::{GlobalPosition, OutboxRecord};
 
@@ -24,6 +25,8 @@ pub(super) struct AckWindow {
 #[derive(Debug)]
 struct Entry {
     position: GlobalPosition,
+    /// When it entered the window, just before it was sent.
+    sent_at: Instant,
     /// Kept until done, to be parked if the broker refuses it for good.
     record: Option<OutboxRecord>,
 }
@@ -51,6 +54,7 @@ impl AckWindow {
         );
         self.entries.push_back(Entry {
             position: record.position,
+            sent_at: Instant::now(),
             record: Some(record),
         });
         self.in_flight += 1;
@@ -89,6 +93,12 @@ impl AckWindow {
     /// How many records are neither acked nor parked yet.
     pub(super) fn in_flight(&self) -> usize {
         self.in_flight
+    }
+
+    /// When the oldest record still in flight was sent: the first entry,
+    /// since done ones leave the front at once.
+    pub(super) fn oldest_sent_at(&self) -> Option<Instant> {
+        self.entries.front().map(|entry| entry.sent_at)
     }
 }
 
@@ -134,6 +144,22 @@ mod tests {
         assert_eq!(window.done_through(), GlobalPosition::new(1, 4));
         assert_eq!(window.in_flight(), 0);
         assert!(window.record(4).is_none());
+    }
+
+    #[test]
+    fn the_oldest_send_is_that_of_the_first_record_in_flight() {
+        let mut window = AckWindow::new(GlobalPosition::START);
+        assert!(window.oldest_sent_at().is_none());
+        let first = window.push(record(1));
+        let sent_first = window.oldest_sent_at().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let second = window.push(record(2));
+        window.complete(second);
+        assert_eq!(window.oldest_sent_at(), Some(sent_first), "still the first");
+        window.complete(first);
+        assert!(window.oldest_sent_at().is_none(), "nothing in flight");
+        window.push(record(3));
+        assert!(window.oldest_sent_at().unwrap() > sent_first);
     }
 
     proptest! {
