@@ -129,7 +129,8 @@ impl<S: OutboxSource> OutboxRelayBuilder<S> {
     /// How long a relay waits after taking a shard's lease, and after
     /// abandoning a failed producer, before it reads the partitions to see
     /// what is already published (default: the producer's
-    /// `message.timeout.ms`).
+    /// `message.timeout.ms`; with `message.timeout.ms=0`, which never times
+    /// a record out, it must be chosen).
     ///
     /// The wait lets whatever a previous holder still had in flight land or
     /// fail first. Shorten it only when a previous holder is known to be

@@ -170,6 +170,14 @@ impl RelaySettings {
         }
         let producer = kafka.client_config(PRODUCER_DEFAULTS.iter().copied());
         let message_timeout = millis_setting(&producer, "message.timeout.ms")?;
+        if message_timeout.is_zero() && choices.takeover_grace.is_none() {
+            // The grace follows the timeout, and a producer that never gives
+            // up on a record leaves no wait after which it is known gone.
+            return invalid(
+                "`message.timeout.ms=0` (never time out) leaves no takeover grace to derive: \
+                 choose one with OutboxRelayBuilder::takeover_grace",
+            );
+        }
         if producer.get("enable.idempotence") != Some("true") {
             tracing::warn!(
                 relay = %choices.name,
@@ -282,7 +290,15 @@ mod tests {
             Some("annals-relay.shard-1-of-3")
         );
         let endless = kafka.clone().with("message.timeout.ms", "0");
-        let settings = RelaySettings::resolve(Choices::default(), &endless).unwrap();
+        assert!(
+            RelaySettings::resolve(Choices::default(), &endless).is_err(),
+            "no grace to derive from an endless timeout"
+        );
+        let chosen = Choices {
+            takeover_grace: Some(Duration::from_secs(60)),
+            ..Choices::default()
+        };
+        let settings = RelaySettings::resolve(chosen, &endless).unwrap();
         assert_eq!(
             settings.ack_deadline, None,
             "librdkafka never times records out"
