@@ -30,7 +30,10 @@ pub struct RunnerConfig {
     pub poll_interval: Duration,
     /// How handler failures are retried and what follows.
     pub failure: FailurePolicy,
-    /// How often the backlog is counted for the status (default 2 s).
+    /// How often the backlog is counted for the status (default 2 s). A
+    /// count that takes long (a big backlog) waits twenty times its own
+    /// duration before the next one, so that counting never takes more than
+    /// a twentieth of the runner's time.
     pub progress_interval: Duration,
     /// The most events counted for the backlog (default 1,000,000).
     pub backlog_limit: u64,
@@ -366,7 +369,7 @@ where
                 ProjectionState::CatchingUp
             };
         });
-        let mut counted_at: Option<Instant> = None;
+        let mut next_count: Option<Instant> = None;
         let mut read_failures = 0;
         loop {
             if *shutdown.borrow() {
@@ -400,9 +403,11 @@ where
                 Err(error) => return Halt::Failed(error),
             };
             let full = records.len() == self.config.batch_size;
-            if counted_at.is_none_or(|at| at.elapsed() >= self.config.progress_interval) {
+            if next_count.is_none_or(|at| at <= Instant::now()) {
+                let started = Instant::now();
                 self.count_backlog(checkpoint).await;
-                counted_at = Some(Instant::now());
+                let spacing = self.config.progress_interval.max(started.elapsed() * 20);
+                next_count = Some(started + spacing);
             }
             self.note_lag(records.first(), full, rebuilding);
             if !records.is_empty() {
