@@ -93,13 +93,16 @@ impl<S: OutboxSource> OutboxRelayBuilder<S> {
     }
 
     /// How many records are read from the outbox at a time (default 2,000).
+    /// The next page is read while the current one is sent, so up to one
+    /// page more than [`max_in_flight`](Self::max_in_flight) is held in
+    /// memory.
     pub fn batch_size(mut self, records: usize) -> Self {
         self.choices.batch_size = records;
         self
     }
 
     /// How many records of a shard may be sent and not yet acked (default
-    /// 50,000); reading waits while that many are in flight.
+    /// 50,000); sending the next page waits while that many are in flight.
     pub fn max_in_flight(mut self, records: usize) -> Self {
         self.choices.max_in_flight = records;
         self
