@@ -69,6 +69,9 @@ pub(super) struct Session<'a, S: OutboxSource> {
     progress_sender: &'a watch::Sender<Progress>,
     stop: &'a mut StopSignal,
     reader: OutboxReadAhead,
+    /// Ticks every poll interval: an idle session notices a lost lease as
+    /// soon as one that read the outbox itself did.
+    lease_check: tokio::time::Interval,
     window: AckWindow,
     topics: Topics,
     tails: HashMap<String, HashMap<i32, PublishedTail>>,
@@ -102,8 +105,11 @@ impl<'a, S: OutboxSource> Session<'a, S> {
             },
             progress.done_through,
         );
+        let mut lease_check = tokio::time::interval(settings.poll_interval);
+        lease_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Session {
             reader,
+            lease_check,
             window: AckWindow::new(progress.done_through),
             topics: Topics::new(settings.unknown_topic_timeout, settings.broker_timeout),
             tails: HashMap::new(),
@@ -172,6 +178,11 @@ impl<'a, S: OutboxSource> Session<'a, S> {
                 event = self.producer.next_event() => self.on_event(event).await?,
                 read = self.reader.next(), if room => self.take(read).await?,
                 () = sleep_until(save_due), if save_due.is_some() => {}
+                _ = self.lease_check.tick() => {
+                    if !self.context.source.is_held(self.lease) {
+                        return Err(SessionEnd::LeaseLost);
+                    }
+                }
             }
         }
     }
