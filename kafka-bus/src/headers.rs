@@ -260,16 +260,28 @@ mod tests {
         };
         let record = record(metadata);
         let full = [
-            (HeaderName::MESSAGE_ID, "00000000-0000-0000-0000-000000000001"),
+            (
+                HeaderName::MESSAGE_ID,
+                "00000000-0000-0000-0000-000000000001",
+            ),
             (HeaderName::TYPE, "OrderPlaced"),
             (HeaderName::TYPE_VERSION, "3"),
             (HeaderName::STREAM_ID, "order-1"),
             (HeaderName::STREAM_VERSION, "12"),
             (HeaderName::CONTENT_TYPE, "application/json"),
             (HeaderName::OUTBOX_POSITION, "42/7"),
-            (HeaderName::CORRELATION_ID, "00000000-0000-0000-0000-000000000002"),
-            (HeaderName::CAUSATION_ID, "00000000-0000-0000-0000-000000000003"),
-            (HeaderName::COMMAND_ID, "00000000-0000-0000-0000-000000000004"),
+            (
+                HeaderName::CORRELATION_ID,
+                "00000000-0000-0000-0000-000000000002",
+            ),
+            (
+                HeaderName::CAUSATION_ID,
+                "00000000-0000-0000-0000-000000000003",
+            ),
+            (
+                HeaderName::COMMAND_ID,
+                "00000000-0000-0000-0000-000000000004",
+            ),
             (HeaderName::TENANT, "acme"),
             (HeaderName::USER, "ada"),
             (

@@ -150,7 +150,11 @@ pub(super) fn read_tails(
             .collect();
         queries
             .into_iter()
-            .map(|query| query.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .map(|query| {
+                query
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
             .collect()
     });
     let mut scans = Vec::with_capacity(partitions.len());
