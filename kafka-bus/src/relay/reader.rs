@@ -130,3 +130,75 @@ async fn read_ahead<S: OutboxSource>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use annals::{
+        AppendRequest, EventStore, ExpectedVersion, MemoryEventStore, Metadata, NewEvent,
+        OutboxMessage, Payload, StreamId,
+    };
+
+    use super::*;
+
+    async fn append(store: &MemoryEventStore, stream: &str, count: u64) {
+        let mut request = AppendRequest::new(StreamId::new(stream).unwrap(), ExpectedVersion::Any)
+            .event(NewEvent::raw(
+                "Happened",
+                1,
+                Payload::encode(&0).unwrap(),
+                Metadata::default(),
+            ));
+        for n in 0..count {
+            request = request.outbox_message(OutboxMessage {
+                message_id: uuid::Uuid::now_v7(),
+                topic: "t".into(),
+                key: format!("key-{n}"),
+                event_type: "Happened".into(),
+                event_version: 1,
+                payload: Payload::encode(&n).unwrap(),
+                stream: StreamId::new(stream).unwrap(),
+                stream_version: 1,
+                metadata: Metadata::default(),
+            });
+        }
+        store.append(request).await.unwrap();
+    }
+
+    async fn page(reader: &mut OutboxReadAhead) -> Vec<GlobalPosition> {
+        let read = tokio::time::timeout(Duration::from_secs(5), reader.next())
+            .await
+            .expect("a page comes");
+        match read {
+            Read::Page(page) => page.records.iter().map(|record| record.position).collect(),
+            Read::Failed(error) => panic!("{error}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn pages_come_in_order_and_short_ones_wait_for_appends() {
+        let store = MemoryEventStore::new();
+        append(&store, "a", 5).await;
+        let mut reader = OutboxReadAhead::spawn(
+            store.clone(),
+            ReadAheadSettings {
+                shard: OutboxShard::ALL,
+                batch_size: 2,
+                poll_interval: Duration::from_secs(60),
+                backoff: (Duration::from_millis(1), Duration::from_millis(10)),
+            },
+            GlobalPosition::START,
+        );
+        let mut read = Vec::new();
+        for _ in 0..3 {
+            read.extend(page(&mut reader).await);
+        }
+        assert_eq!(read.len(), 5);
+        assert!(read.windows(2).all(|pair| pair[0] < pair[1]), "{read:?}");
+        // The last page was short: the reader waits for the signal, and
+        // the next append wakes it long before the poll interval.
+        append(&store, "b", 1).await;
+        let next = page(&mut reader).await;
+        assert_eq!(next.len(), 1);
+        assert!(next[0] > read[4]);
+    }
+}
