@@ -1,10 +1,11 @@
 //! The headers every relayed message carries, and how they are written.
 
-use std::borrow::Cow;
+use std::fmt::{self, Write as _};
 
 use rdkafka::message::{Header, OwnedHeaders};
 
 use annals::OutboxRecord;
+use uuid::Uuid;
 
 /// The names of the headers annals writes on every message.
 #[derive(Debug, Clone, Copy)]
@@ -70,69 +71,253 @@ impl HeaderName {
 /// The media type of every payload annals writes.
 pub(crate) const JSON_CONTENT_TYPE: &str = "application/json";
 
-/// The headers of the message relayed from `record`.
+/// The headers of the message relayed from `record`: every header of
+/// [`HeaderName`] that the record has a value for, except
+/// [`HeaderName::RELAY`], which only a relay writes (see
+/// [`relayed_headers`]).
+///
+/// ```
+/// # use annals::{GlobalPosition, Metadata, OutboxMessage, OutboxRecord, Payload, StreamId};
+/// # use annals_kafka::rdkafka::message::Headers;
+/// # let record = OutboxRecord {
+/// #     position: GlobalPosition::new(7, 3),
+/// #     recorded_at: annals::chrono::Utc::now(),
+/// #     message: OutboxMessage {
+/// #         message_id: uuid::Uuid::nil(),
+/// #         topic: "orders".into(),
+/// #         key: "order-1".into(),
+/// #         event_type: "OrderPlaced".into(),
+/// #         event_version: 1,
+/// #         payload: Payload::encode(&1).unwrap(),
+/// #         stream: StreamId::new("order-1").unwrap(),
+/// #         stream_version: 1,
+/// #         metadata: Metadata::default(),
+/// #     },
+/// # };
+/// use annals_kafka::{HeaderName, outbox_headers};
+///
+/// let headers = outbox_headers(&record);
+/// let position = headers
+///     .iter()
+///     .find(|header| header.key == HeaderName::OUTBOX_POSITION)
+///     .and_then(|header| header.value);
+/// assert_eq!(position, Some(&b"7/3"[..]));
+/// ```
 pub fn outbox_headers(record: &OutboxRecord) -> OwnedHeaders {
+    build_headers(record, None)
+}
+
+/// The headers the relay named `relay` publishes `record` with:
+/// [`outbox_headers`] and [`HeaderName::RELAY`], by which a relay recovering
+/// after a crash recognises what it published itself.
+pub fn relayed_headers(record: &OutboxRecord, relay: &str) -> OwnedHeaders {
+    build_headers(record, Some(relay))
+}
+
+/// Writes the headers straight into librdkafka's list (which copies each
+/// value): every message of a drain passes here, so no intermediate list
+/// or string per header is built.
+fn build_headers(record: &OutboxRecord, relay: Option<&str>) -> OwnedHeaders {
     let message = &record.message;
     let metadata = &message.metadata;
-    let mut pairs: Vec<(Cow<'static, str>, String)> = vec![
-        (
-            HeaderName::MESSAGE_ID.into(),
-            message.message_id.to_string(),
-        ),
-        (HeaderName::TYPE.into(), message.event_type.clone()),
-        (
-            HeaderName::TYPE_VERSION.into(),
-            message.event_version.to_string(),
-        ),
-        (HeaderName::STREAM_ID.into(), message.stream.to_string()),
-        (
-            HeaderName::STREAM_VERSION.into(),
-            message.stream_version.to_string(),
-        ),
-        (
-            HeaderName::CONTENT_TYPE.into(),
-            JSON_CONTENT_TYPE.to_owned(),
-        ),
-        (
-            HeaderName::OUTBOX_POSITION.into(),
-            record.position.to_string(),
-        ),
+    let ids = [
+        (HeaderName::CORRELATION_ID, metadata.correlation_id),
+        (HeaderName::CAUSATION_ID, metadata.causation_id),
+        (HeaderName::COMMAND_ID, metadata.command_id),
     ];
-    let optional = [
-        (
-            HeaderName::CORRELATION_ID,
-            metadata.correlation_id.map(|id| id.to_string()),
-        ),
-        (
-            HeaderName::CAUSATION_ID,
-            metadata.causation_id.map(|id| id.to_string()),
-        ),
-        (
-            HeaderName::COMMAND_ID,
-            metadata.command_id.map(|id| id.to_string()),
-        ),
-        (HeaderName::TENANT, metadata.tenant.clone()),
-        (HeaderName::USER, metadata.user.clone()),
-        (HeaderName::TRACEPARENT, metadata.traceparent.clone()),
+    let texts = [
+        (HeaderName::TENANT, metadata.tenant.as_deref()),
+        (HeaderName::USER, metadata.user.as_deref()),
+        (HeaderName::TRACEPARENT, metadata.traceparent.as_deref()),
     ];
-    pairs.extend(
-        optional
-            .into_iter()
-            .filter_map(|(name, value)| Some((Cow::Borrowed(name), value?))),
+    let count = 7
+        + ids.iter().filter(|(_, id)| id.is_some()).count()
+        + texts.iter().filter(|(_, text)| text.is_some()).count()
+        + metadata.headers.len()
+        + usize::from(relay.is_some());
+    let mut uuid = Uuid::encode_buffer();
+    // Numbers and prefixed names are written here, one at a time.
+    let mut scratch = String::with_capacity(48);
+    let mut headers = OwnedHeaders::new_with_capacity(count);
+    headers = add(
+        headers,
+        HeaderName::MESSAGE_ID,
+        message.message_id.hyphenated().encode_lower(&mut uuid),
     );
-    pairs.extend(metadata.headers.iter().map(|(name, value)| {
-        (
-            Cow::Owned(format!("{}{name}", HeaderName::HEADER_PREFIX)),
-            value.clone(),
-        )
-    }));
-    pairs.iter().fold(
-        OwnedHeaders::new_with_capacity(pairs.len()),
-        |headers, (key, value)| {
-            headers.insert(Header {
-                key: key.as_ref(),
-                value: Some(value.as_bytes()),
+    headers = add(headers, HeaderName::TYPE, &message.event_type);
+    headers = add(
+        headers,
+        HeaderName::TYPE_VERSION,
+        formatted(&mut scratch, message.event_version),
+    );
+    headers = add(headers, HeaderName::STREAM_ID, message.stream.as_str());
+    headers = add(
+        headers,
+        HeaderName::STREAM_VERSION,
+        formatted(&mut scratch, message.stream_version),
+    );
+    headers = add(headers, HeaderName::CONTENT_TYPE, JSON_CONTENT_TYPE);
+    headers = add(
+        headers,
+        HeaderName::OUTBOX_POSITION,
+        formatted(&mut scratch, record.position),
+    );
+    for (name, id) in ids {
+        if let Some(id) = id {
+            headers = add(headers, name, id.hyphenated().encode_lower(&mut uuid));
+        }
+    }
+    for (name, text) in texts {
+        if let Some(text) = text {
+            headers = add(headers, name, text);
+        }
+    }
+    for (name, value) in &metadata.headers {
+        scratch.clear();
+        scratch.push_str(HeaderName::HEADER_PREFIX);
+        scratch.push_str(name);
+        headers = headers.insert(Header {
+            key: scratch.as_str(),
+            value: Some(value.as_str()),
+        });
+    }
+    if let Some(relay) = relay {
+        headers = add(headers, HeaderName::RELAY, relay);
+    }
+    headers
+}
+
+fn add(headers: OwnedHeaders, key: &str, value: &str) -> OwnedHeaders {
+    headers.insert(Header {
+        key,
+        value: Some(value),
+    })
+}
+
+/// `value` as text, in `scratch`.
+fn formatted(scratch: &mut String, value: impl fmt::Display) -> &str {
+    scratch.clear();
+    write!(scratch, "{value}").expect("writing to a String cannot fail");
+    scratch.as_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use annals::{GlobalPosition, Metadata, OutboxMessage, Payload, StreamId};
+    use rdkafka::message::Headers;
+
+    use super::*;
+
+    fn record(metadata: Metadata) -> OutboxRecord {
+        OutboxRecord {
+            position: GlobalPosition::new(42, 7),
+            recorded_at: chrono::Utc::now(),
+            message: OutboxMessage {
+                message_id: Uuid::from_u128(1),
+                topic: "orders".into(),
+                key: "order-1".into(),
+                event_type: "OrderPlaced".into(),
+                event_version: 3,
+                payload: Payload::encode(&1).unwrap(),
+                stream: StreamId::new("order-1").unwrap(),
+                stream_version: 12,
+                metadata,
+            },
+        }
+    }
+
+    fn pairs(headers: &OwnedHeaders) -> Vec<(String, String)> {
+        headers
+            .iter()
+            .map(|header| {
+                let value = header.value.expect("every header has a value");
+                (
+                    header.key.to_owned(),
+                    String::from_utf8(value.to_vec()).unwrap(),
+                )
             })
-        },
-    )
+            .collect()
+    }
+
+    fn expected(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn every_header_is_written_once_in_order() {
+        let metadata = Metadata {
+            correlation_id: Some(Uuid::from_u128(2)),
+            causation_id: Some(Uuid::from_u128(3)),
+            command_id: Some(Uuid::from_u128(4)),
+            tenant: Some("acme".into()),
+            user: Some("ada".into()),
+            traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+            headers: BTreeMap::from([("region".into(), "eu".into()), ("a".into(), "b".into())]),
+        };
+        let record = record(metadata);
+        let full = [
+            (
+                HeaderName::MESSAGE_ID,
+                "00000000-0000-0000-0000-000000000001",
+            ),
+            (HeaderName::TYPE, "OrderPlaced"),
+            (HeaderName::TYPE_VERSION, "3"),
+            (HeaderName::STREAM_ID, "order-1"),
+            (HeaderName::STREAM_VERSION, "12"),
+            (HeaderName::CONTENT_TYPE, "application/json"),
+            (HeaderName::OUTBOX_POSITION, "42/7"),
+            (
+                HeaderName::CORRELATION_ID,
+                "00000000-0000-0000-0000-000000000002",
+            ),
+            (
+                HeaderName::CAUSATION_ID,
+                "00000000-0000-0000-0000-000000000003",
+            ),
+            (
+                HeaderName::COMMAND_ID,
+                "00000000-0000-0000-0000-000000000004",
+            ),
+            (HeaderName::TENANT, "acme"),
+            (HeaderName::USER, "ada"),
+            (
+                HeaderName::TRACEPARENT,
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+            ("annals-header-a", "b"),
+            ("annals-header-region", "eu"),
+        ];
+        assert_eq!(pairs(&outbox_headers(&record)), expected(&full));
+        let mut relayed = full.to_vec();
+        relayed.push((HeaderName::RELAY, "orders-relay"));
+        assert_eq!(
+            pairs(&relayed_headers(&record, "orders-relay")),
+            expected(&relayed)
+        );
+    }
+
+    #[test]
+    fn absent_metadata_writes_no_header() {
+        let record = record(Metadata::default());
+        let names: Vec<String> = pairs(&outbox_headers(&record))
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                HeaderName::MESSAGE_ID,
+                HeaderName::TYPE,
+                HeaderName::TYPE_VERSION,
+                HeaderName::STREAM_ID,
+                HeaderName::STREAM_VERSION,
+                HeaderName::CONTENT_TYPE,
+                HeaderName::OUTBOX_POSITION,
+            ]
+        );
+    }
 }

@@ -14,7 +14,7 @@ pub use consumer::{
     ReceivedEvent, ReplayReport, UnknownTypes,
 };
 pub use error::{Error, RecordOrigin, Result};
-pub use headers::{HeaderName, outbox_headers};
+pub use headers::{HeaderName, outbox_headers, relayed_headers};
 pub use message::IncomingMessage;
 pub use relay::{
     OutboxRelay, OutboxRelayBuilder, RelayHandle, RelayStatus, ShardRole, ShardStatus,

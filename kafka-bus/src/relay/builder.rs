@@ -93,13 +93,16 @@ impl<S: OutboxSource> OutboxRelayBuilder<S> {
     }
 
     /// How many records are read from the outbox at a time (default 2,000).
+    /// The next page is read while the current one is sent, so up to one
+    /// page more than [`max_in_flight`](Self::max_in_flight) is held in
+    /// memory.
     pub fn batch_size(mut self, records: usize) -> Self {
         self.choices.batch_size = records;
         self
     }
 
     /// How many records of a shard may be sent and not yet acked (default
-    /// 50,000); reading waits while that many are in flight.
+    /// 50,000); sending the next page waits while that many are in flight.
     pub fn max_in_flight(mut self, records: usize) -> Self {
         self.choices.max_in_flight = records;
         self
@@ -164,7 +167,11 @@ impl<S: OutboxSource> OutboxRelayBuilder<S> {
     }
 
     /// How often the backlog and lag of the status and the metrics are
-    /// measured (default 1 s).
+    /// measured (default 1 s). Measuring counts the shard's waiting records,
+    /// which takes long when many wait: the next measurement comes no
+    /// sooner than 20 times as long as the last one took after it, so that
+    /// counting takes at most a twentieth of the store's time while a large
+    /// backlog drains.
     pub fn status_interval(mut self, interval: Duration) -> Self {
         self.choices.status_interval = interval;
         self

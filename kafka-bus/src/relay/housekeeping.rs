@@ -3,7 +3,7 @@
 //! metrics. Both run as tasks of their own so that publishing never waits
 //! for them.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use annals::{GlobalPosition, OutboxSource};
 use chrono::Utc;
@@ -106,7 +106,13 @@ async fn prune<S: OutboxSource>(
     }
 }
 
-/// Refreshes the backlog and lag every `interval`.
+/// How many times its own duration the backlog count waits before the
+/// next: counting a large backlog reads every waiting row, on the same
+/// cores the drain needs.
+const MONITOR_SPACING: u32 = 20;
+
+/// Refreshes the backlog and lag every `interval`, or less often when
+/// counting takes long (see [`MONITOR_SPACING`]).
 async fn monitor<S: OutboxSource>(
     source: S,
     label: Label,
@@ -115,10 +121,8 @@ async fn monitor<S: OutboxSource>(
     interval: Duration,
     progress: watch::Receiver<Progress>,
 ) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        ticks.tick().await;
+        let started = Instant::now();
         let after = progress.borrow().done_through;
         match source.backlog(label.shard, after).await {
             Ok(backlog) => {
@@ -137,5 +141,7 @@ async fn monitor<S: OutboxSource>(
                     "measuring the backlog failed");
             }
         }
+        let took = started.elapsed();
+        tokio::time::sleep(interval.max(took * MONITOR_SPACING).saturating_sub(took)).await;
     }
 }

@@ -4,9 +4,10 @@
 //!
 //! A shard task ([`shard`]) waits for its shard's lease, then leads it as a
 //! series of producer sessions ([`session`]): each reads the outbox after
-//! the contiguous acked prefix, reads the tail of every partition before
-//! its first send there ([`tail`]), sends every record to the partition of
-//! its key ([`partitioner`]), and saves the checkpoint over what is acked
+//! the contiguous acked prefix (a page ahead of what it sends, [`reader`]),
+//! reads the tail of every partition before its first send there
+//! ([`tail`]), sends every record to the partition of its key
+//! ([`partitioner`]), and saves the checkpoint over what is acked
 //! ([`window`]). Pruning and backlog measurement run beside it
 //! ([`housekeeping`]).
 
@@ -17,6 +18,7 @@ mod housekeeping;
 mod metrics;
 mod partitioner;
 mod producer;
+mod reader;
 mod rejection;
 mod session;
 mod settings;

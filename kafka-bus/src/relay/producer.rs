@@ -7,14 +7,14 @@ use annals::OutboxRecord;
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, FromClientConfigAndContext, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message};
+use rdkafka::message::Message;
 use rdkafka::metadata::Metadata;
 use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
 };
 use tokio::sync::mpsc;
 
-use crate::headers::{HeaderName, outbox_headers};
+use crate::headers::relayed_headers;
 
 /// What the producer reports, in the order librdkafka reports it: client
 /// errors and delivery reports come through the same queue, so a delivery
@@ -145,10 +145,7 @@ impl ProducerSession {
         partition: i32,
         index: usize,
     ) -> Result<(), KafkaError> {
-        let headers = outbox_headers(record).insert(Header {
-            key: HeaderName::RELAY,
-            value: Some(self.relay.as_bytes()),
-        });
+        let headers = relayed_headers(record, &self.relay);
         let message = &record.message;
         let base = BaseRecord::with_opaque_to(&message.topic, index)
             .partition(partition)

@@ -13,7 +13,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
-use annals::{AppendSignal, GlobalPosition, OutboxRecord, OutboxSource};
+use annals::{GlobalPosition, OutboxRecord, OutboxSource};
 use rdkafka::error::RDKafkaErrorCode;
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -21,6 +21,7 @@ use tracing::Instrument;
 use super::backoff::Backoff;
 use super::partitioner::partition_for_key;
 use super::producer::{ProducerEvent, ProducerSession, ends_session};
+use super::reader::{OutboxReadAhead, Page, Read, ReadAheadSettings};
 use super::rejection::permanent_rejection;
 use super::shard::{Progress, ShardContext, StopSignal};
 use super::tail::{PublishedTail, TailQuery, Verdict, read_tails};
@@ -67,9 +68,11 @@ pub(super) struct Session<'a, S: OutboxSource> {
     progress: Progress,
     progress_sender: &'a watch::Sender<Progress>,
     stop: &'a mut StopSignal,
-    signal: AppendSignal,
+    reader: OutboxReadAhead,
+    /// Ticks every poll interval: an idle session notices a lost lease as
+    /// soon as one that read the outbox itself did.
+    lease_check: tokio::time::Interval,
     window: AckWindow,
-    read_after: GlobalPosition,
     topics: Topics,
     tails: HashMap<String, HashMap<i32, PublishedTail>>,
     /// The last acked offset of each partition in this session.
@@ -78,8 +81,6 @@ pub(super) struct Session<'a, S: OutboxSource> {
     transaction: Option<Transaction>,
     /// Records parked by this relay, loaded when recovery first needs them.
     parked_ids: Option<std::collections::HashSet<uuid::Uuid>>,
-    caught_up: bool,
-    store_retry_at: Option<Instant>,
     store_backoff: Backoff,
     last_save: Instant,
 }
@@ -94,18 +95,28 @@ impl<'a, S: OutboxSource> Session<'a, S> {
         stop: &'a mut StopSignal,
     ) -> Self {
         let settings = &context.settings;
+        let reader = OutboxReadAhead::spawn(
+            context.source.clone(),
+            ReadAheadSettings {
+                shard: context.shard,
+                batch_size: settings.batch_size,
+                poll_interval: settings.poll_interval,
+                backoff: (settings.backoff_min, settings.backoff_max),
+            },
+            progress.done_through,
+        );
+        let mut lease_check = tokio::time::interval(settings.poll_interval);
+        lease_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Session {
-            signal: context.source.outbox_signal(),
+            reader,
+            lease_check,
             window: AckWindow::new(progress.done_through),
-            read_after: progress.done_through,
             topics: Topics::new(settings.unknown_topic_timeout, settings.broker_timeout),
             tails: HashMap::new(),
             offsets: HashMap::new(),
             batches: VecDeque::new(),
             transaction: None,
             parked_ids: None,
-            caught_up: false,
-            store_retry_at: None,
             store_backoff: Backoff::new(settings.backoff_min, settings.backoff_max),
             last_save: Instant::now(),
             context,
@@ -167,26 +178,25 @@ impl<'a, S: OutboxSource> Session<'a, S> {
                     settings.ack_deadline.unwrap_or_default()
                 )));
             }
-            let store_ready = self.store_retry_at.is_none_or(|at| at <= Instant::now());
             let room = self.window.in_flight() + settings.batch_size <= settings.max_in_flight;
-            if !self.caught_up && store_ready && room {
-                self.read_and_publish().await?;
+            if room && let Some(read) = self.reader.try_next() {
+                self.take(read).await?;
                 continue;
             }
             let save_due = (self.progress.saved < self.window.done_through())
                 .then(|| self.last_save + settings.checkpoint_interval);
-            let retry_at = self.store_retry_at;
-            let poll_interval = settings.poll_interval;
             tokio::select! {
                 biased;
                 () = self.stop.stopped() => {}
                 event = self.producer.next_event() => self.on_event(event).await?,
-                _ = self.signal.wait(poll_interval), if self.caught_up && store_ready => {
-                    self.caught_up = false;
-                }
-                () = sleep_until(retry_at), if retry_at.is_some() => {}
+                read = self.reader.next(), if room => self.take(read).await?,
                 () = sleep_until(save_due), if save_due.is_some() => {}
                 () = sleep_until(ack_due), if ack_due.is_some() => {}
+                _ = self.lease_check.tick() => {
+                    if !self.context.source.is_held(self.lease) {
+                        return Err(SessionEnd::LeaseLost);
+                    }
+                }
             }
         }
     }
@@ -197,27 +207,20 @@ impl<'a, S: OutboxSource> Session<'a, S> {
         Some(self.window.oldest_sent_at()? + self.context.settings.ack_deadline?)
     }
 
-    async fn read_and_publish(&mut self) -> Result<(), SessionEnd> {
+    /// Publishes what the reader read, or reports its failure (it retries
+    /// by itself).
+    async fn take(&mut self, read: Read) -> Result<(), SessionEnd> {
         let context = self.context;
         let settings = &context.settings;
+        let Page { records, read_at } = match read {
+            Read::Page(page) => page,
+            Read::Failed(error) => return self.store_failed("reading the outbox", &error),
+        };
+        // Only the lease holder publishes; the page may have been read
+        // before the lease was lost.
         if !context.source.is_held(self.lease) {
             return Err(SessionEnd::LeaseLost);
         }
-        let read = context
-            .source
-            .read_shard(context.shard, self.read_after, settings.batch_size)
-            .await;
-        let records = match read {
-            Ok(records) => records,
-            Err(error) => {
-                self.store_failed("reading the outbox", &error)?;
-                return Ok(());
-            }
-        };
-        self.store_retry_at = None;
-        self.store_backoff.reset();
-        // A short batch is all there is for now: wait for the next append.
-        self.caught_up = records.len() < settings.batch_size;
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
             return Ok(());
         };
@@ -229,10 +232,9 @@ impl<'a, S: OutboxSource> Session<'a, S> {
             first = %first.position,
             last = %last.position,
         );
-        self.read_after = last.position;
         self.batches.push_back(BatchMark {
             last: last.position,
-            read_at: Instant::now(),
+            read_at,
         });
         self.publish(records).instrument(span).await
     }
@@ -522,7 +524,6 @@ impl<'a, S: OutboxSource> Session<'a, S> {
             }
         }
         self.store_backoff.reset();
-        self.store_retry_at = None;
         self.window.complete(index);
         self.parked_ids
             .get_or_insert_default()
@@ -632,8 +633,8 @@ impl<'a, S: OutboxSource> Session<'a, S> {
     }
 
     /// Reports a store failure; the lease being gone ends the session,
-    /// anything else is retried after a backoff.
-    fn store_failed(&mut self, doing: &str, error: &annals::Error) -> Result<(), SessionEnd> {
+    /// anything else is retried (by the caller or the reader).
+    fn store_failed(&self, doing: &str, error: &annals::Error) -> Result<(), SessionEnd> {
         let context = self.context;
         if !context.source.is_held(self.lease) {
             return Err(SessionEnd::LeaseLost);
@@ -641,7 +642,6 @@ impl<'a, S: OutboxSource> Session<'a, S> {
         tracing::warn!(relay = %context.settings.name, shard = %context.shard, %error,
             "{doing} failed; retrying");
         context.status.set_error(Some(format!("{doing}: {error}")));
-        self.store_retry_at = Some(Instant::now() + self.store_backoff.next_wait());
         Ok(())
     }
 

@@ -38,7 +38,10 @@ pub struct ShardStatus {
     /// The last checkpoint saved.
     pub checkpoint: Option<GlobalPosition>,
     /// Records waiting after `last_published` at the last look (refreshed
-    /// every status interval while leading).
+    /// every status interval while leading, less often while counting
+    /// takes long; see [`OutboxRelayBuilder::status_interval`]).
+    ///
+    /// [`OutboxRelayBuilder::status_interval`]: crate::OutboxRelayBuilder::status_interval
     pub backlog: u64,
     /// How long the oldest waiting record has waited; zero when nothing
     /// waits.

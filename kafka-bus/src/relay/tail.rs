@@ -136,20 +136,39 @@ pub(super) fn read_tails(
 ) -> Result<HashMap<i32, PublishedTail>, KafkaError> {
     let mut waits = FETCH_WAITS_MS.iter().copied();
     let mut wait = waits.next().expect("a first fetch wait");
-    let mut consumer = tail_consumer(config, topic, wait)?;
+    let mut consumer = ClosedApart::new(tail_consumer(config, topic, wait)?);
+    let timeout = remaining(query)?;
+    // One round trip per partition, all at once: a relay starting on a
+    // topic of many partitions would otherwise wait for them in turn.
+    let watermarks: Vec<_> = std::thread::scope(|scope| {
+        let queries: Vec<_> = partitions
+            .iter()
+            .map(|&partition| {
+                let consumer = consumer.get();
+                scope.spawn(move || consumer.fetch_watermarks(topic, partition, timeout))
+            })
+            .collect();
+        queries
+            .into_iter()
+            .map(|query| {
+                query
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
     let mut scans = Vec::with_capacity(partitions.len());
-    for &partition in partitions {
-        let timeout = remaining(query)?;
+    for (&partition, watermarks) in partitions.iter().zip(watermarks) {
         // The high watermark is only a lower bound of the end on some
         // brokers (tansu reports the last batch's base offset + 1): the
         // first region starts there and runs to partition EOF.
-        let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
+        let (low, high) = watermarks?;
         tracing::debug!(topic, partition, low, high, "reading the partition's tail");
         scans.push(Scan::new(partition, low, high));
     }
     while scans.iter().any(|scan| !scan.done) {
         let stall = Duration::from_millis(wait * 20).max(Duration::from_secs(2));
-        match read_round(&consumer, topic, &mut scans, query, stall)? {
+        match read_round(consumer.get(), topic, &mut scans, query, stall)? {
             Round::Read => {
                 for scan in scans.iter_mut().filter(|scan| !scan.done) {
                     scan.finish_region(query);
@@ -161,7 +180,7 @@ pub(super) fn read_tails(
                     .iter_mut()
                     .filter(|scan| !scan.done && !scan.region_complete)
                 {
-                    let high = consumer.context().high_watermark(scan.partition);
+                    let high = consumer.get().context().high_watermark(scan.partition);
                     match high {
                         // tansu 0.6.0 restarted while a producer sends can
                         // keep a high watermark above what it stored: its
@@ -200,7 +219,7 @@ pub(super) fn read_tails(
                     wait_ms = wait,
                     "partitions (next offset, high watermark) without progress; fetching with a longer wait"
                 );
-                consumer = tail_consumer(config, topic, wait)?;
+                consumer = ClosedApart::new(tail_consumer(config, topic, wait)?);
                 for scan in scans
                     .iter_mut()
                     .filter(|scan| !scan.done && !scan.region_complete)
@@ -214,6 +233,36 @@ pub(super) fn read_tails(
         .into_iter()
         .map(|scan| (scan.partition, scan.tail))
         .collect())
+}
+
+/// A tail consumer that is closed on a thread of its own when dropped:
+/// closing an rdkafka client blocks (up to hundreds of milliseconds) while
+/// librdkafka winds down, and nothing needs to wait for that.
+struct ClosedApart(Option<TailConsumer>);
+
+impl ClosedApart {
+    fn new(consumer: TailConsumer) -> Self {
+        ClosedApart(Some(consumer))
+    }
+
+    fn get(&self) -> &TailConsumer {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for ClosedApart {
+    fn drop(&mut self) {
+        let Some(consumer) = self.0.take() else {
+            return;
+        };
+        // Should the thread not start, the consumer is dropped here.
+        let closing = std::thread::Builder::new()
+            .name("annals-tail-close".into())
+            .spawn(move || drop(consumer));
+        if let Err(error) = closing {
+            tracing::debug!(%error, "closed a tail consumer on this thread");
+        }
+    }
 }
 
 fn tail_consumer(

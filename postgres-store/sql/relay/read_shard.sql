@@ -4,6 +4,7 @@
 -- a parameter cannot be served by an index on the hash, so the
 -- (tx_id, position) index finds the rows and the filter drops the other
 -- shards'; the outbox is pruned as it is published, so little is dropped.
+-- The limit is a sub-select for the reason given in read_outbox.sql.
 SELECT tx_id, position, recorded_at, message_id, topic, key, event_type, event_version, payload,
        stream_id, stream_version, metadata
   FROM {schema}.outbox
@@ -11,4 +12,4 @@ SELECT tx_id, position, recorded_at, message_id, topic, key, event_type, event_v
    AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
    AND (key_hash::bigint & 4294967295) % $4::bigint = $5::bigint
  ORDER BY tx_id, position
- LIMIT $3
+ LIMIT (SELECT $3::bigint)

@@ -8,13 +8,12 @@ use annals_kafka::rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicRep
 use annals_kafka::rdkafka::client::{ClientContext, DefaultClientContext};
 use annals_kafka::rdkafka::consumer::{BaseConsumer, Consumer as _};
 use annals_kafka::rdkafka::error::KafkaError;
-use annals_kafka::rdkafka::message::Header;
 use annals_kafka::rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
 };
 use annals_kafka::rdkafka::types::RDKafkaErrorCode;
 use annals_kafka::rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-use annals_kafka::{HeaderName, outbox_headers, partition_for_key};
+use annals_kafka::{partition_for_key, relayed_headers};
 
 use super::{DEADLINE, PARTITIONS, outbox};
 
@@ -100,10 +99,7 @@ pub(super) fn send(
 ) -> Result<(), String> {
     let message = &record.message;
     let partition = partition_for_key(&message.key, PARTITIONS as u32) as i32;
-    let headers = outbox_headers(record).insert(Header {
-        key: HeaderName::RELAY,
-        value: Some("annals-bench-raw"),
-    });
+    let headers = relayed_headers(record, "annals-bench-raw");
     let mut base = BaseRecord::to(&message.topic)
         .partition(partition)
         .key(message.key.as_bytes())
