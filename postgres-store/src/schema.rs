@@ -56,6 +56,23 @@ impl SchemaName {
     pub(crate) fn render(&self, template: &str) -> String {
         template.replace("{schema}", &self.quoted())
     }
+
+    /// A statement the store sends: rendered, without its comment lines and
+    /// blank lines, which the server would otherwise receive, scan and
+    /// keep with every prepared statement, and the statement cache would hash
+    /// at every use.
+    pub(crate) fn statement(&self, template: &str) -> String {
+        let mut sql = String::with_capacity(template.len());
+        for line in template.lines() {
+            let trimmed = line.trim_start();
+            if trimmed.is_empty() || trimmed.starts_with("--") {
+                continue;
+            }
+            sql.push_str(line);
+            sql.push('\n');
+        }
+        self.render(&sql)
+    }
 }
 
 /// How an append writes its stream row: by expected version.
@@ -146,16 +163,16 @@ impl Statements {
     pub(crate) fn new(schema: &SchemaName) -> Self {
         Statements {
             append: AppendStatements::new(schema),
-            read_stream: schema.render(include_str!("../sql/read_stream.sql")),
-            read_all: schema.render(include_str!("../sql/read_all.sql")),
-            read_outbox: schema.render(include_str!("../sql/read_outbox.sql")),
-            stream_version: schema.render(include_str!("../sql/stream_version.sql")),
-            load_snapshot: schema.render(include_str!("../sql/load_snapshot.sql")),
-            command_outcome: schema.render(include_str!("../sql/command_outcome.sql")),
-            stored_event_id: schema.render(include_str!("../sql/stored_event_id.sql")),
-            held_back_events: schema.render(include_str!("../sql/held_back_events.sql")),
-            held_back_outbox: schema.render(include_str!("../sql/held_back_outbox.sql")),
-            backlog: schema.render(include_str!("../sql/backlog.sql")),
+            read_stream: schema.statement(include_str!("../sql/read_stream.sql")),
+            read_all: schema.statement(include_str!("../sql/read_all.sql")),
+            read_outbox: schema.statement(include_str!("../sql/read_outbox.sql")),
+            stream_version: schema.statement(include_str!("../sql/stream_version.sql")),
+            load_snapshot: schema.statement(include_str!("../sql/load_snapshot.sql")),
+            command_outcome: schema.statement(include_str!("../sql/command_outcome.sql")),
+            stored_event_id: schema.statement(include_str!("../sql/stored_event_id.sql")),
+            held_back_events: schema.statement(include_str!("../sql/held_back_events.sql")),
+            held_back_outbox: schema.statement(include_str!("../sql/held_back_outbox.sql")),
+            backlog: schema.statement(include_str!("../sql/backlog.sql")),
             horizon: include_str!("../sql/horizon.sql"),
             oldest_blocking_transaction: include_str!("../sql/oldest_blocking_transaction.sql"),
             notify: include_str!("../sql/notify.sql"),
