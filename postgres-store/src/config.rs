@@ -31,10 +31,11 @@ pub enum Tls {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Notify {
-    /// After each commit, a background task sends `NOTIFY` on its own,
-    /// coalescing the commits that happen while it is sending. Appends stay
-    /// free of the lock that `NOTIFY` takes at commit; a crash between a
-    /// commit and its notification costs remote readers one poll interval.
+    /// After each commit, a background task sends `NOTIFY` on a connection
+    /// of its own (outside the pool), coalescing the commits that happen
+    /// while it is sending. Appends stay free of the lock that `NOTIFY`
+    /// takes at commit; a crash between a commit and its notification costs
+    /// remote readers one poll interval.
     #[default]
     AfterCommit,
     /// `NOTIFY` inside each append transaction: the wake-up is as certain as

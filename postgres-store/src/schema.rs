@@ -56,6 +56,23 @@ impl SchemaName {
     pub(crate) fn render(&self, template: &str) -> String {
         template.replace("{schema}", &self.quoted())
     }
+
+    /// A statement the store sends: rendered, without its comment lines and
+    /// blank lines, which the server would otherwise receive, scan and
+    /// keep with every prepared statement, and the statement cache would hash
+    /// at every use.
+    pub(crate) fn statement(&self, template: &str) -> String {
+        let mut sql = String::with_capacity(template.len());
+        for line in template.lines() {
+            let trimmed = line.trim_start();
+            if trimmed.is_empty() || trimmed.starts_with("--") {
+                continue;
+            }
+            sql.push_str(line);
+            sql.push('\n');
+        }
+        self.render(&sql)
+    }
 }
 
 /// How an append writes its stream row: by expected version.
@@ -80,10 +97,27 @@ pub(crate) enum Shape {
     Batch,
 }
 
-/// The append statements, one per stream step and shape (see
-/// `sql/append/README.md`).
+/// How an append statement refuses when it cannot write its stream row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The statement answers no row and `refuse.sql` runs after it: a lone
+    /// append in autocommit has written nothing, and its common path stays
+    /// one lean statement.
+    After,
+    /// The statement calls `refuse_append` itself, so that a refusal fails
+    /// the transaction before the statements after it (units of work,
+    /// appends in a transaction of the caller's).
+    Within,
+}
+
+/// The append statements, one per stream step, shape, refusal and with or
+/// without `NOTIFY` (see `sql/append/README.md`), and the refusal that runs
+/// after a lone append that wrote nothing.
 #[derive(Debug)]
-pub(crate) struct AppendStatements([String; 8]);
+pub(crate) struct AppendStatements {
+    statements: Vec<String>,
+    pub(crate) refuse: String,
+}
 
 impl AppendStatements {
     fn new(schema: &SchemaName) -> Self {
@@ -93,21 +127,49 @@ impl AppendStatements {
             include_str!("../sql/append/stream_exists.sql"),
             include_str!("../sql/append/stream_existing.sql"),
         ];
+        // With the channel, the last parameter of each shape.
         let writes = [
-            include_str!("../sql/append/write_event.sql"),
-            include_str!("../sql/append/write_batch.sql"),
+            (include_str!("../sql/append/write_event.sql"), "$13"),
+            (include_str!("../sql/append/write_batch.sql"), "$25"),
         ];
-        AppendStatements(std::array::from_fn(|index| {
-            schema.render(&format!(
-                "WITH {},\n{}",
-                steps[index / 2],
-                writes[index % 2]
-            ))
-        }))
+        let refusals = ["", include_str!("../sql/append/refuse_in_unit.sql")];
+        let answers = [
+            include_str!("../sql/append/answer.sql"),
+            include_str!("../sql/append/answer_notify.sql"),
+        ];
+        let mut statements = Vec::with_capacity(32);
+        for step in steps {
+            for (write, channel) in writes {
+                for refusal in refusals {
+                    for answer in answers {
+                        let sql = format!(
+                            "WITH\n{},\n{}\n{}\n{}",
+                            step.trim_end(),
+                            write.trim_end(),
+                            answer.trim_end(),
+                            refusal
+                        )
+                        .replace("{channel}", channel);
+                        statements.push(schema.statement(&sql));
+                    }
+                }
+            }
+        }
+        AppendStatements {
+            statements,
+            refuse: schema.statement(include_str!("../sql/append/refuse.sql")),
+        }
     }
 
-    /// The statement for `step` and `shape`.
-    pub(crate) fn get(&self, step: StreamStep, shape: Shape) -> &str {
+    /// The statement for `step` and `shape` that refuses as `refusal` says
+    /// and, with `notify`, sends `NOTIFY` at commit.
+    pub(crate) fn get(
+        &self,
+        step: StreamStep,
+        shape: Shape,
+        refusal: Refusal,
+        notify: bool,
+    ) -> &str {
         let step = match step {
             StreamStep::Any => 0,
             StreamStep::New => 1,
@@ -118,7 +180,11 @@ impl AppendStatements {
             Shape::Event => 0,
             Shape::Batch => 1,
         };
-        &self.0[step * 2 + shape]
+        let refusal = match refusal {
+            Refusal::After => 0,
+            Refusal::Within => 1,
+        };
+        &self.statements[((step * 2 + shape) * 2 + refusal) * 2 + usize::from(notify)]
     }
 }
 
@@ -146,16 +212,16 @@ impl Statements {
     pub(crate) fn new(schema: &SchemaName) -> Self {
         Statements {
             append: AppendStatements::new(schema),
-            read_stream: schema.render(include_str!("../sql/read_stream.sql")),
-            read_all: schema.render(include_str!("../sql/read_all.sql")),
-            read_outbox: schema.render(include_str!("../sql/read_outbox.sql")),
-            stream_version: schema.render(include_str!("../sql/stream_version.sql")),
-            load_snapshot: schema.render(include_str!("../sql/load_snapshot.sql")),
-            command_outcome: schema.render(include_str!("../sql/command_outcome.sql")),
-            stored_event_id: schema.render(include_str!("../sql/stored_event_id.sql")),
-            held_back_events: schema.render(include_str!("../sql/held_back_events.sql")),
-            held_back_outbox: schema.render(include_str!("../sql/held_back_outbox.sql")),
-            backlog: schema.render(include_str!("../sql/backlog.sql")),
+            read_stream: schema.statement(include_str!("../sql/read_stream.sql")),
+            read_all: schema.statement(include_str!("../sql/read_all.sql")),
+            read_outbox: schema.statement(include_str!("../sql/read_outbox.sql")),
+            stream_version: schema.statement(include_str!("../sql/stream_version.sql")),
+            load_snapshot: schema.statement(include_str!("../sql/load_snapshot.sql")),
+            command_outcome: schema.statement(include_str!("../sql/command_outcome.sql")),
+            stored_event_id: schema.statement(include_str!("../sql/stored_event_id.sql")),
+            held_back_events: schema.statement(include_str!("../sql/held_back_events.sql")),
+            held_back_outbox: schema.statement(include_str!("../sql/held_back_outbox.sql")),
+            backlog: schema.statement(include_str!("../sql/backlog.sql")),
             horizon: include_str!("../sql/horizon.sql"),
             oldest_blocking_transaction: include_str!("../sql/oldest_blocking_transaction.sql"),
             notify: include_str!("../sql/notify.sql"),
@@ -224,10 +290,61 @@ mod tests {
     fn statements_name_the_quoted_schema() {
         let schema = SchemaName::new("Orders").unwrap();
         let statements = Statements::new(&schema);
-        let append = statements.append.get(StreamStep::Existing, Shape::Batch);
-        assert!(append.starts_with("WITH "), "{append}");
+        let append =
+            statements
+                .append
+                .get(StreamStep::Existing, Shape::Batch, Refusal::Within, false);
+        assert!(append.starts_with("WITH\n"), "{append}");
         assert!(append.contains("UPDATE \"Orders\".streams"), "{append}");
         assert!(append.contains("INSERT INTO \"Orders\".outbox"), "{append}");
         assert!(!statements.read_all.contains("{schema}"));
+    }
+
+    #[test]
+    fn statements_are_sent_without_comments_or_blank_lines() {
+        let statements = Statements::new(&SchemaName::new("annals").unwrap());
+        for sql in statements
+            .append
+            .statements
+            .iter()
+            .chain([&statements.append.refuse, &statements.read_all])
+        {
+            assert!(!sql.contains("--"), "{sql}");
+            assert!(!sql.contains("\n\n"), "{sql}");
+            assert!(!sql.contains('{'), "{sql}");
+        }
+    }
+
+    #[test]
+    fn only_the_statements_that_need_them_notify_and_refuse() {
+        let statements = Statements::new(&SchemaName::new("annals").unwrap());
+        let steps = [
+            StreamStep::Any,
+            StreamStep::New,
+            StreamStep::Exists,
+            StreamStep::Existing,
+        ];
+        for step in steps {
+            for (shape, channel) in [(Shape::Event, "$13"), (Shape::Batch, "$25")] {
+                for refusal in [Refusal::After, Refusal::Within] {
+                    for notify in [false, true] {
+                        let sql = statements.append.get(step, shape, refusal, notify);
+                        let what = format!("{step:?} {shape:?} {refusal:?} {notify}: {sql}");
+                        assert_eq!(sql.contains("pg_notify"), notify, "{what}");
+                        assert_eq!(
+                            sql.contains(&format!("pg_notify({channel}::text")),
+                            notify,
+                            "{what}"
+                        );
+                        assert_eq!(
+                            sql.contains("refuse_append"),
+                            refusal == Refusal::Within,
+                            "{what}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(statements.append.refuse.contains("refuse_append"));
     }
 }

@@ -9,6 +9,7 @@ mod common;
 mod gap;
 mod inbox;
 mod migration;
+mod notify;
 mod outbox_source;
 mod projection;
 mod reads;

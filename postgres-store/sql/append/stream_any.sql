@@ -20,5 +20,5 @@ stream AS (
            last_tx_id = excluded.last_tx_id,
            updated_at = now()
      WHERE s.last_tx_id < excluded.last_tx_id
-    RETURNING s.version, s.last_tx_id
+    RETURNING s.version
 )

@@ -10,5 +10,5 @@ stream AS (
      WHERE s.stream_id = $1::text
        AND s.version = $2::bigint
        AND s.last_tx_id < pg_current_xact_id()
-    RETURNING s.version, s.last_tx_id
+    RETURNING s.version
 )

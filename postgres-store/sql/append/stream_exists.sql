@@ -15,5 +15,5 @@ stream AS (
       FROM me
      WHERE s.stream_id = $1::text
        AND s.last_tx_id < me.tx_id
-    RETURNING s.version, s.last_tx_id
+    RETURNING s.version
 )

@@ -3,5 +3,5 @@ stream AS (
     INSERT INTO {schema}.streams (stream_id, version, last_tx_id)
     VALUES ($1::text, $3::bigint, pg_current_xact_id())
     ON CONFLICT (stream_id) DO NOTHING
-    RETURNING version, last_tx_id
+    RETURNING version
 )

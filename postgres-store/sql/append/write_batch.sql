@@ -1,8 +1,9 @@
 -- Any number of events, an optional snapshot and outbox messages. $5 to $12
--- are the event columns of write_event.sql as arrays, $14 the snapshot's
--- state version and $15 its state (or NULL), $16 to $24 the outbox
--- message columns as arrays and $25 their keys' shard hashes. The last event claims the append's command id
--- ($4), when there is one.
+-- are the event columns of write_event.sql as arrays, $13 the snapshot's
+-- state version and $14 its state (or NULL), $15 to $23 the outbox
+-- message columns as arrays and $24 their keys' shard hashes. The last
+-- event claims the append's command id ($4), when there is one; the answer
+-- comes from its row.
 written AS (
     INSERT INTO {schema}.events (stream_id, stream_version, event_id, event_type, event_version,
                                  payload, correlation_id, causation_id, command_id, metadata,
@@ -17,16 +18,13 @@ written AS (
            WITH ORDINALITY AS e(event_id, event_type, event_version, payload, correlation_id,
                                 causation_id, command_id, metadata, ordinality)
      ORDER BY e.ordinality
-    RETURNING position
-),
-last_written AS (
-    SELECT max(position) AS position FROM written
+    RETURNING stream_version, tx_id, position
 ),
 snapshot AS (
     INSERT INTO {schema}.snapshots AS stored (stream_id, stream_version, state_version, state)
-    SELECT $1::text, s.version, $14::integer, $15::jsonb
+    SELECT $1::text, s.version, $13::integer, $14::jsonb
       FROM stream s
-     WHERE $15::jsonb IS NOT NULL
+     WHERE $14::jsonb IS NOT NULL
     ON CONFLICT (stream_id) DO UPDATE
        SET stream_version = excluded.stream_version,
            state_version = excluded.state_version,
@@ -39,18 +37,17 @@ outbox AS (
     SELECT o.message_id, o.topic, o.key, o.event_type, o.event_version, o.payload, o.stream_id,
            o.stream_version, o.metadata, o.key_hash
       FROM stream s,
-           unnest($16::uuid[], $17::text[], $18::text[], $19::text[], $20::integer[],
-                  $21::jsonb[], $22::text[], $23::bigint[], $24::jsonb[], $25::integer[])
+           unnest($15::uuid[], $16::text[], $17::text[], $18::text[], $19::integer[],
+                  $20::jsonb[], $21::text[], $22::bigint[], $23::jsonb[], $24::integer[])
            WITH ORDINALITY AS o(message_id, topic, key, event_type, event_version, payload,
                                 stream_id, stream_version, metadata, key_hash, ordinality)
      ORDER BY o.ordinality
+),
+answer AS (
+    SELECT false AS is_duplicate, NULL::text AS stream_id,
+           w.stream_version - $3::bigint + 1 AS first_version, w.stream_version AS last_version,
+           w.tx_id, w.position AS last_position
+      FROM written w
+     ORDER BY w.position DESC
+     LIMIT 1
 )
-SELECT false, NULL, s.version - $3::bigint + 1, s.version, s.last_tx_id, w.position
-  FROM stream s
-       CROSS JOIN last_written w
-       LEFT JOIN LATERAL (SELECT pg_notify($13::text, s.last_tx_id::text)
-                           WHERE $13::text IS NOT NULL) AS notified ON true
-UNION ALL
-SELECT refused.*
-  FROM {schema}.refuse_append($1::text, $2::bigint, $4::uuid) AS refused
- WHERE NOT EXISTS (SELECT FROM stream)

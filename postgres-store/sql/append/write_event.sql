@@ -2,21 +2,13 @@
 -- $7 type version, $8 payload, $9 correlation id, $10 causation id,
 -- $11 command id of the metadata, $12 the rest of the metadata (or NULL).
 -- The event claims the append's command id ($4), when there is one.
-written AS (
+answer AS (
     INSERT INTO {schema}.events (stream_id, stream_version, event_id, event_type, event_version,
                                  payload, correlation_id, causation_id, command_id, metadata,
                                  append_command_id, append_event_count)
     SELECT $1::text, s.version, $5::uuid, $6::text, $7::integer, $8::jsonb, $9::uuid, $10::uuid,
            $11::uuid, $12::jsonb, $4::uuid, CASE WHEN $4::uuid IS NOT NULL THEN 1 END
       FROM stream s
-    RETURNING position
+    RETURNING false AS is_duplicate, NULL::text AS stream_id, stream_version AS first_version,
+              stream_version AS last_version, tx_id, position AS last_position
 )
-SELECT false, NULL, s.version - $3::bigint + 1, s.version, s.last_tx_id, w.position
-  FROM stream s
-       CROSS JOIN written w
-       LEFT JOIN LATERAL (SELECT pg_notify($13::text, s.last_tx_id::text)
-                           WHERE $13::text IS NOT NULL) AS notified ON true
-UNION ALL
-SELECT refused.*
-  FROM {schema}.refuse_append($1::text, $2::bigint, $4::uuid) AS refused
- WHERE NOT EXISTS (SELECT FROM stream)

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use annals::{AppendOutcome, AppendRequest, Error};
 use futures::future::join_all;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{GenericClient, Row, Statement};
 use uuid::Uuid;
 
@@ -14,6 +14,7 @@ use super::call::{AppendCall, Calls};
 use super::{PgEventStore, rows};
 use crate::Notify;
 use crate::error::{backend, corrupt, pool};
+use crate::schema::Refusal;
 
 /// The SQLSTATE `refuse_append` raises on a version conflict, with the
 /// actual version in DETAIL (see migrations/0002_refuse_append.sql). Class
@@ -29,6 +30,12 @@ const COMMAND_ID_KEY: &str = "events_append_command_id_idx";
 /// concurrent writer changed the stream row while the statement ran, or a
 /// deadlock); nothing was written by the failed attempts.
 const MAX_ATTEMPTS: u32 = 5;
+/// The types of the parameters every append statement starts with ($1
+/// stream id, $2 expected version), given so that the server need not infer
+/// them when preparing.
+pub(super) const LEADING_TYPES: [Type; 2] = [Type::TEXT, Type::INT8];
+/// The types of the parameters of `refuse.sql`.
+const REFUSAL_TYPES: [Type; 3] = [Type::TEXT, Type::INT8, Type::UUID];
 
 /// Why an attempt failed.
 pub(super) enum Failure {
@@ -135,31 +142,47 @@ impl PgEventStore {
         Ok(calls.in_request_order(outcomes))
     }
 
-    /// One attempt: a single statement in autocommit, or `BEGIN`, the
-    /// statements and `COMMIT` sent together. The driver sends each statement
-    /// when its future is first polled, and `join_all` polls them in order,
-    /// so the whole transaction reaches the server in one round trip; should
-    /// a statement fail, the server refuses the rest and turns `COMMIT` into
-    /// a rollback.
+    /// One attempt. A lone append is one statement in autocommit, atomic by
+    /// itself; only when it wrote nothing (a conflict, or a command that ran
+    /// already) does `refuse.sql` follow, to answer or fail. A unit is
+    /// `BEGIN`, the statements and `COMMIT` sent together: the driver sends
+    /// each statement when its future is first polled, and `join_all` polls
+    /// them in order, so the whole transaction reaches the server in one
+    /// round trip; its statements refuse by failing, so the server refuses
+    /// the rest and turns `COMMIT` into a rollback.
     async fn attempt(&self, calls: &[&AppendCall<'_>]) -> Result<Vec<AppendOutcome>, Failure> {
         let client = self.inner.pool.get().await.map_err(Failure::Pool)?;
         let around = |error| Failure::Statement { call: None, error };
-        let mut statements = Vec::with_capacity(calls.len());
-        for call in calls {
-            let sql = self.inner.sql.append.get(call.step, call.shape);
-            statements.push(client.prepare_cached(sql).await.map_err(around)?);
-        }
-        let params: Vec<_> = calls.iter().map(|call| call.params()).collect();
-        if calls.len() == 1 {
-            let result = client.query_opt(&statements[0], &params[0]).await;
+        let statements = &self.inner.sql.append;
+        if let [call] = calls {
+            let sql = statements.get(call.step, call.shape, Refusal::After, call.notifies());
+            let statement = client
+                .prepare_typed_cached(sql, &LEADING_TYPES)
+                .await
+                .map_err(around)?;
+            let result = match client.query_opt(&statement, &call.params()).await {
+                Ok(None) => self.refuse(&client, call).await,
+                result => result,
+            };
             return outcomes(vec![result], calls);
         }
+        let mut prepared = Vec::with_capacity(calls.len());
+        for call in calls {
+            let sql = statements.get(call.step, call.shape, Refusal::Within, call.notifies());
+            prepared.push(
+                client
+                    .prepare_typed_cached(sql, &LEADING_TYPES)
+                    .await
+                    .map_err(around)?,
+            );
+        }
+        let params: Vec<_> = calls.iter().map(|call| call.params()).collect();
         let begin = client.prepare_cached("BEGIN").await.map_err(around)?;
         let commit = client.prepare_cached("COMMIT").await.map_err(around)?;
         let client: &tokio_postgres::Client = &client;
         let mut sent: Vec<(&Statement, &[&(dyn ToSql + Sync)])> = vec![(&begin, &[])];
         sent.extend(
-            statements
+            prepared
                 .iter()
                 .zip(&params)
                 .map(|(statement, params)| (statement, &params[..])),
@@ -171,6 +194,20 @@ impl PgEventStore {
         let outcomes = outcomes(results, calls)?;
         committed.map_err(around)?;
         Ok(outcomes)
+    }
+
+    /// After `call` wrote nothing: the first outcome of its command, or the
+    /// error that says why (`refuse_append`, which reads what is committed
+    /// now).
+    async fn refuse(
+        &self,
+        client: &deadpool_postgres::Client,
+        call: &AppendCall<'_>,
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
+        let statement = client
+            .prepare_typed_cached(&self.inner.sql.append.refuse, &REFUSAL_TYPES)
+            .await?;
+        client.query_opt(&statement, &call.refusal_params()).await
     }
 
     /// The first outcome of `request`'s command, if it ran already.

@@ -75,7 +75,7 @@ struct EventColumns<'a> {
     metadata: Option<JsonText<String>>,
 }
 
-/// $5 to $12 and $14 to $25 of `write_batch.sql`.
+/// $5 to $24 of `write_batch.sql`.
 #[derive(Default)]
 struct BatchColumns<'a> {
     event_ids: Vec<Uuid>,
@@ -143,7 +143,8 @@ impl<'a> AppendCall<'a> {
         })
     }
 
-    /// The statement's parameters, in order.
+    /// The statement's parameters, in order; the channel last, when it
+    /// notifies.
     pub(super) fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![
             &self.stream_id,
@@ -162,7 +163,6 @@ impl<'a> AppendCall<'a> {
                     &event.causation_id,
                     &event.command_id,
                     &event.metadata,
-                    &self.notify_channel,
                 ]);
             }
             Columns::Batch(batch) => {
@@ -175,7 +175,6 @@ impl<'a> AppendCall<'a> {
                     &batch.causation_ids,
                     &batch.command_ids,
                     &batch.metadata,
-                    &self.notify_channel,
                     &batch.snapshot_state_version,
                     &batch.snapshot,
                     &batch.message_ids,
@@ -191,7 +190,21 @@ impl<'a> AppendCall<'a> {
                 ]);
             }
         }
+        if let Some(channel) = &self.notify_channel {
+            params.push(channel);
+        }
         params
+    }
+
+    /// Whether the statement sends `NOTIFY` (on the channel in its last
+    /// parameter).
+    pub(super) fn notifies(&self) -> bool {
+        self.notify_channel.is_some()
+    }
+
+    /// The parameters of `refuse.sql`, after this append wrote nothing.
+    pub(super) fn refusal_params(&self) -> [&(dyn ToSql + Sync); 3] {
+        [&self.stream_id, &self.expected, &self.request.command_id]
     }
 }
 

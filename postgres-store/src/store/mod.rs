@@ -34,8 +34,8 @@ use signal::Signal;
 /// outbox in one schema, over a pool of connections. Cheap to clone (clones
 /// share the pool).
 ///
-/// - An append is one statement (a call of the schema's `append` function)
-///   and one round trip; a unit of work ([`EventStore::append_all`]) is one
+/// - An append is one statement in one round trip (a refused one takes a
+///   second to say why); a unit of work ([`EventStore::append_all`]) is one
 ///   transaction sent in one round trip.
 /// - The global stream and the outbox are read in `(tx_id, position)` order,
 ///   only up to the oldest transaction still running, so that nothing can

@@ -6,12 +6,21 @@
 //! notifications instead, each in a transaction of its own that writes
 //! nothing, naming the newest transaction committed meanwhile: however many
 //! appends commit while one notification is on its way, the next one covers
-//! them all.
+//! them all. Appends only hand it their transaction id.
+//!
+//! The task keeps a connection of its own, so that it never waits for a
+//! pooled connection nor takes one from an append, and sets
+//! `synchronous_commit = off` on it: the notification's own commit then
+//! does not wait for a WAL flush (the appends it names were flushed before
+//! they returned). A lost connection is opened again with backoff, and the
+//! newest transaction id is sent then.
 
 use std::time::Duration;
 
-use deadpool_postgres::Pool;
 use tokio::sync::watch;
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::PgEventStore;
 
@@ -19,6 +28,9 @@ use super::PgEventStore;
 /// far more often than readers need waking, and each notification is a
 /// transaction of its own.
 const MIN_INTERVAL: Duration = Duration::from_millis(5);
+/// The first and the longest pause before connecting again.
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(3);
 
 impl PgEventStore {
     pub(super) fn start_notifier(&self) {
@@ -26,37 +38,83 @@ impl PgEventStore {
             let mut committed = self.inner.signal.committed.subscribe();
             // The commit that starts the task is in the value already.
             committed.mark_changed();
-            tokio::spawn(notify_after_commits(
-                self.inner.pool.clone(),
-                self.channel().to_owned(),
-                self.inner.sql.notify,
-                committed,
-            ));
+            let notifier = Notifier {
+                config: self.inner.listen_config.clone(),
+                tls: self.inner.tls.clone(),
+                channel: self.channel().to_owned(),
+                sql: self.inner.sql.notify,
+                connection: None,
+            };
+            tokio::spawn(notifier.run(committed));
         });
     }
 }
 
-/// Runs until the store is dropped (its sender closes).
-async fn notify_after_commits(
-    pool: Pool,
+struct Notifier {
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     channel: String,
     sql: &'static str,
-    mut committed: watch::Receiver<u64>,
-) {
-    while committed.changed().await.is_ok() {
-        let newest = committed.borrow_and_update().to_string();
-        let sent = async {
-            let client = pool.get().await.map_err(crate::Error::from)?;
-            let statement = client.prepare_cached(sql).await?;
-            client.execute(&statement, &[&channel, &newest]).await?;
-            Ok::<_, crate::Error>(())
-        };
-        match sent.await {
-            Ok(()) => tokio::time::sleep(MIN_INTERVAL).await,
-            Err(error) => {
-                tracing::debug!(%error, "cannot notify; readers elsewhere poll");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+    connection: Option<(Client, Statement)>,
+}
+
+impl Notifier {
+    /// Runs until the store is dropped (its sender closes).
+    async fn run(mut self, mut committed: watch::Receiver<u64>) {
+        let mut backoff = MIN_BACKOFF;
+        while committed.changed().await.is_ok() {
+            loop {
+                let newest = *committed.borrow_and_update();
+                match self.send(newest).await {
+                    Ok(()) => {
+                        backoff = MIN_BACKOFF;
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, "cannot notify; readers elsewhere poll meanwhile");
+                        self.connection = None;
+                        tokio::time::sleep(jittered(backoff)).await;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        // A store gone meanwhile has nobody left to notify for.
+                        if committed.has_changed().is_err() {
+                            return;
+                        }
+                    }
+                }
             }
+            tokio::time::sleep(MIN_INTERVAL).await;
         }
     }
+
+    async fn send(&mut self, newest: u64) -> Result<(), tokio_postgres::Error> {
+        let (client, statement) = match &self.connection {
+            Some(connection) => connection,
+            None => self.connection.insert(self.connect().await?),
+        };
+        client
+            .execute(statement, &[&self.channel, &newest.to_string()])
+            .await?;
+        Ok(())
+    }
+
+    async fn connect(&self) -> Result<(Client, Statement), tokio_postgres::Error> {
+        let (client, connection) = self.config.connect(self.tls.clone()).await?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "the notifying connection ended");
+            }
+        });
+        client.batch_execute("SET synchronous_commit = off").await?;
+        let statement = client
+            .prepare_typed(self.sql, &[Type::TEXT, Type::TEXT])
+            .await?;
+        Ok((client, statement))
+    }
+}
+
+/// Between half and all of `pause`, so that processes that lost their
+/// connections together do not all come back at once.
+fn jittered(pause: Duration) -> Duration {
+    let millis = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(fastrand::u64(millis / 2..=millis))
 }

@@ -5,10 +5,11 @@ use tokio_postgres::Statement;
 use tokio_postgres::types::ToSql;
 
 use super::PgEventStore;
-use super::append::{outcomes, send_in_order};
+use super::append::{LEADING_TYPES, outcomes, send_in_order};
 use super::call::{AppendCall, Calls};
 use crate::Notify;
 use crate::error::backend;
+use crate::schema::Refusal;
 
 impl PgEventStore {
     /// Appends `requests` inside `transaction`, which the caller commits or
@@ -70,8 +71,17 @@ impl PgEventStore {
             .collect();
         let mut statements = Vec::with_capacity(pending.len());
         for call in &pending {
-            let sql = self.inner.sql.append.get(call.step, call.shape);
-            statements.push(transaction.prepare_cached(sql).await.map_err(backend)?);
+            let sql =
+                self.inner
+                    .sql
+                    .append
+                    .get(call.step, call.shape, Refusal::Within, call.notifies());
+            statements.push(
+                transaction
+                    .prepare_typed_cached(sql, &LEADING_TYPES)
+                    .await
+                    .map_err(backend)?,
+            );
         }
         let params: Vec<_> = pending.iter().map(|call| call.params()).collect();
         let sent: Vec<(&Statement, &[&(dyn ToSql + Sync)])> = statements

@@ -53,7 +53,16 @@ pub(crate) async fn fresh_store_with(configure: impl FnOnce(Config) -> Config) -
 
 /// Another store over the same schema, as a second process would have.
 pub(crate) async fn second_store(of: &TestStore) -> TestStore {
-    let store = PgEventStore::connect(of.schema.config())
+    second_store_with(of, |config| config).await
+}
+
+/// Another store over the same schema, with the test configuration changed
+/// by `configure`.
+pub(crate) async fn second_store_with(
+    of: &TestStore,
+    configure: impl FnOnce(Config) -> Config,
+) -> TestStore {
+    let store = PgEventStore::connect(configure(of.schema.config()))
         .await
         .expect("connecting to the test database");
     TestStore {
