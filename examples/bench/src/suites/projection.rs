@@ -48,9 +48,11 @@ pub(crate) async fn run(database: &Database) -> Result<Vec<Measurement>, String>
     for round in 1..=ROUNDS {
         // A task of its own, as the runner is: a future driven by the
         // main thread would pay a cross-thread wake-up per statement.
+        settle(database).await;
         let raw_round = tokio::spawn(raw_catch_up(database.connect(), store.clone(), last, round))
             .await
             .map_err(|error| error.to_string())??;
+        settle(database).await;
         let runner_round = runner_catch_up(&store, last, round).await?;
         eprintln!(
             "  round {round}: raw catch-up {raw_round:.0} events/s, runner {runner_round:.0} events/s"
@@ -112,6 +114,22 @@ async fn vacuum(database: &Database, store: &PgEventStore) -> Result<(), String>
         .batch_execute(&format!("VACUUM ANALYZE \"{}\".events", store.schema()))
         .await
         .map_err(|error| error.to_string())
+}
+
+/// Writes out what the previous phase left dirty (`CHECKPOINT`), so that
+/// neither reader pays for the writes of the fill or of the other reader.
+/// Without the privilege it needs, the run goes on unsettled, and says so.
+async fn settle(database: &Database) {
+    let settled = match database.connect().await {
+        Ok(client) => client
+            .batch_execute("CHECKPOINT")
+            .await
+            .map_err(|error| error.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    if let Err(error) = settled {
+        eprintln!("  could not run CHECKPOINT between the readers ({error}); going on without");
+    }
 }
 
 /// The read model: per account, the balance and the number of deposits.
