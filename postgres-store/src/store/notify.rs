@@ -23,14 +23,12 @@ use tokio_postgres::{Client, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::PgEventStore;
+use super::signal::reconnect_pause;
 
 /// The shortest time between two notifications: under load, commits come
 /// far more often than readers need waking, and each notification is a
 /// transaction of its own.
 const MIN_INTERVAL: Duration = Duration::from_millis(5);
-/// The first and the longest pause before connecting again.
-const MIN_BACKOFF: Duration = Duration::from_millis(50);
-const MAX_BACKOFF: Duration = Duration::from_secs(3);
 
 impl PgEventStore {
     pub(super) fn start_notifier(&self) {
@@ -61,20 +59,20 @@ struct Notifier {
 impl Notifier {
     /// Runs until the store is dropped (its sender closes).
     async fn run(mut self, mut committed: watch::Receiver<u64>) {
-        let mut backoff = MIN_BACKOFF;
+        let mut failures = 0;
         while committed.changed().await.is_ok() {
             loop {
                 let newest = *committed.borrow_and_update();
                 match self.send(newest).await {
                     Ok(()) => {
-                        backoff = MIN_BACKOFF;
+                        failures = 0;
                         break;
                     }
                     Err(error) => {
                         tracing::debug!(%error, "cannot notify; readers elsewhere poll meanwhile");
                         self.connection = None;
-                        tokio::time::sleep(jittered(backoff)).await;
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        tokio::time::sleep(reconnect_pause(failures)).await;
+                        failures = failures.saturating_add(1);
                         // A store gone meanwhile has nobody left to notify for.
                         if committed.has_changed().is_err() {
                             return;
@@ -110,11 +108,4 @@ impl Notifier {
             .await?;
         Ok((client, statement))
     }
-}
-
-/// Between half and all of `pause`, so that processes that lost their
-/// connections together do not all come back at once.
-fn jittered(pause: Duration) -> Duration {
-    let millis = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX);
-    Duration::from_millis(fastrand::u64(millis / 2..=millis))
 }

@@ -97,6 +97,20 @@ impl PgEventStore {
     }
 }
 
+/// The pause before opening a lost connection again (the listener's, the
+/// notifier's) after `failures` failed attempts in a row: 50 ms doubling up
+/// to 3.2 s, each between half and all of that, so that processes that lost
+/// their connections together do not all come back at once.
+pub(super) fn reconnect_pause(failures: u32) -> Duration {
+    let bound = annals::exponential_backoff(
+        Duration::from_millis(50),
+        Duration::from_millis(3200),
+        failures.saturating_add(1),
+    );
+    let millis = u64::try_from(bound.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(fastrand::u64(millis / 2..=millis))
+}
+
 enum End {
     /// Nobody listens any more.
     Stop,
@@ -128,10 +142,8 @@ async fn listen(inner: Arc<Inner>) {
         }
         // Notifications may have been missed: readers should look now.
         inner.signal.wake(0);
-        let bound = 50u64 << failures.min(6);
-        let pause = Duration::from_millis(fastrand::u64(bound / 2..=bound));
         tokio::select! {
-            () = tokio::time::sleep(pause) => {}
+            () = tokio::time::sleep(reconnect_pause(failures)) => {}
             () = inner.signal.readable.closed() => {}
         }
         if inner.signal.stop_if_unobserved() {
