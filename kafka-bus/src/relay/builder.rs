@@ -92,10 +92,12 @@ impl<S: OutboxSource> OutboxRelayBuilder<S> {
         self
     }
 
-    /// How many records are read from the outbox at a time (default 2,000).
-    /// The next page is read while the current one is sent, so up to one
-    /// page more than [`max_in_flight`](Self::max_in_flight) is held in
-    /// memory.
+    /// How many records are read from the outbox at a time (default
+    /// 10,000). The next page is read while the current one is sent, so up
+    /// to one page more than [`max_in_flight`](Self::max_in_flight) is held
+    /// in memory. A page holds only what is there: a relay that keeps up
+    /// reads small pages whatever this is, so it bounds catch-ups, not the
+    /// latency of a steady flow.
     pub fn batch_size(mut self, records: usize) -> Self {
         self.choices.batch_size = records;
         self

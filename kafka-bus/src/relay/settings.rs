@@ -127,7 +127,7 @@ impl Default for Choices {
         Choices {
             name: "annals-relay".to_owned(),
             shards: 1,
-            batch_size: 2_000,
+            batch_size: 10_000,
             max_in_flight: 50_000,
             poll_interval: Duration::from_millis(500),
             checkpoint_interval: Duration::from_millis(100),

@@ -11,7 +11,7 @@ use super::backoff::Backoff;
 use super::housekeeping::Housekeeping;
 use super::metrics::ShardMetrics;
 use super::producer::ProducerSession;
-use super::session::{Session, SessionEnd};
+use super::session::{self, Session, SessionEnd};
 use super::settings::RelaySettings;
 use super::status::{ShardRole, StatusCell};
 
@@ -141,6 +141,7 @@ async fn lead<S: OutboxSource>(
         if stop.is_stopping() {
             return Led::Stopped;
         }
+        let reader = session::read_ahead(context, progress);
         let config = settings.producer_config(context.shard);
         let connected = ProducerSession::connect(
             config,
@@ -174,7 +175,15 @@ async fn lead<S: OutboxSource>(
         context.status.set_role(ShardRole::Publishing);
         context.status.update(|status| status.sessions += 1);
         context.metrics.recoveries.increment(1);
-        let session = Session::new(context, lease, producer, progress, &progress_sender, stop);
+        let session = Session::new(
+            context,
+            lease,
+            producer,
+            reader,
+            progress,
+            &progress_sender,
+            stop,
+        );
         let (end, reached) = session.run().await;
         let advanced = reached.done_through > progress.done_through;
         progress = reached;

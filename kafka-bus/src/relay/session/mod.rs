@@ -87,26 +87,38 @@ pub(super) struct Session<'a, S: OutboxSource> {
     last_save: Instant,
 }
 
+/// Starts reading the shard's outbox after `progress`, for the next
+/// session: before its producer connects, so that the first page is there
+/// by the time the producer is (on a fresh start, connecting and reading a
+/// large page each take tens of milliseconds).
+pub(super) fn read_ahead<S: OutboxSource>(
+    context: &ShardContext<S>,
+    progress: Progress,
+) -> OutboxReadAhead {
+    let settings = &context.settings;
+    OutboxReadAhead::spawn(
+        context.source.clone(),
+        ReadAheadSettings {
+            shard: context.shard,
+            batch_size: settings.batch_size,
+            poll_interval: settings.poll_interval,
+            backoff: (settings.backoff_min, settings.backoff_max),
+        },
+        progress.done_through,
+    )
+}
+
 impl<'a, S: OutboxSource> Session<'a, S> {
     pub(super) fn new(
         context: &'a ShardContext<S>,
         lease: &'a S::Lease,
         producer: ProducerSession,
+        reader: OutboxReadAhead,
         progress: Progress,
         progress_sender: &'a watch::Sender<Progress>,
         stop: &'a mut StopSignal,
     ) -> Self {
         let settings = &context.settings;
-        let reader = OutboxReadAhead::spawn(
-            context.source.clone(),
-            ReadAheadSettings {
-                shard: context.shard,
-                batch_size: settings.batch_size,
-                poll_interval: settings.poll_interval,
-                backoff: (settings.backoff_min, settings.backoff_max),
-            },
-            progress.done_through,
-        );
         let mut lease_check = tokio::time::interval(settings.poll_interval);
         lease_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Session {

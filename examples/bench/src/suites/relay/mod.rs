@@ -8,7 +8,7 @@
 //!   topic of 6 partitions and timed until its status counts every message
 //!   published (acknowledged by the broker), and until the outbox is empty
 //!   (pruned as well); with the default configuration (1 shard, batches of
-//!   2,000) and a few others, the better of two rounds each. The limit is
+//!   10,000) and a few others, the better of two rounds each. The limit is
 //!   the lower of two raw rates (also the better of two rounds): an rdkafka
 //!   producer with the relay's producer settings sending the same messages
 //!   (same keys, payloads, headers and partitions) to a fresh topic of 6
@@ -50,12 +50,12 @@ const KEYS: u64 = 1_000;
 /// Partitions of every topic.
 const PARTITIONS: i32 = 6;
 /// The relay's default read page (`OutboxRelayBuilder::batch_size`).
-const READ_PAGE: usize = 2_000;
+const READ_PAGE: usize = 10_000;
 /// The relay's default prune batch (`OutboxRelayBuilder::prune_batch`).
 const DELETE_BATCH: usize = 5_000;
 /// The relay configurations the drain is measured with: shards and read
-/// batch (the relay's default is 1 shard, batches of 2,000).
-const CONFIGS: &[(u32, usize)] = &[(1, READ_PAGE), (1, 10_000), (2, READ_PAGE), (4, READ_PAGE)];
+/// batch (the relay's default is 1 shard, batches of 10,000).
+const CONFIGS: &[(u32, usize)] = &[(1, READ_PAGE), (1, 2_000), (2, READ_PAGE), (4, READ_PAGE)];
 
 /// Rounds of the drain and its limits; the better of each is kept.
 const ROUNDS: usize = 2;
