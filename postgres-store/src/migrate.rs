@@ -40,6 +40,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "projection_serving",
         sql: include_str!("../migrations/0005_projection_serving.sql"),
     },
+    Migration {
+        version: 6,
+        name: "outbox_json",
+        sql: include_str!("../migrations/0006_outbox_json.sql"),
+    },
 ];
 
 /// What one migration run did.

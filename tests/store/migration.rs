@@ -166,3 +166,66 @@ async fn the_relay_migration_fills_the_shard_of_stored_messages() {
     }
     assert_eq!(relayed, keys.len());
 }
+
+/// The outbox migration (6) applies to an outbox that holds messages: what
+/// was stored as `jsonb` is read back after it, every message, with the same
+/// payload and metadata.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_json_migration_keeps_stored_messages() {
+    let schema = Schema::new();
+    let name = schema.name();
+    let mut client = connect(database_url()).await.unwrap();
+    migrate(&mut client, name).await.unwrap();
+    // Back to the schema before migration 6, with messages in the outbox.
+    client
+        .batch_execute(&format!(
+            "ALTER TABLE \"{name}\".outbox
+                 ALTER COLUMN payload TYPE jsonb USING payload::jsonb,
+                 ALTER COLUMN metadata TYPE jsonb USING metadata::jsonb;
+             ALTER TABLE \"{name}\".outbox_parked
+                 ALTER COLUMN payload TYPE jsonb USING payload::jsonb,
+                 ALTER COLUMN metadata TYPE jsonb USING metadata::jsonb;
+             DELETE FROM \"{name}\".schema_migrations WHERE version = 6;"
+        ))
+        .await
+        .unwrap();
+    let correlation = uuid::Uuid::now_v7();
+    let payloads = [
+        serde_json::json!({"n": 1}),
+        serde_json::json!({"b": [true, null, "ü"], "a": {"x": 1.5}}),
+        serde_json::json!("just a string"),
+    ];
+    for (n, payload) in payloads.iter().enumerate() {
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO \"{name}\".outbox (message_id, topic, key, event_type,
+                         event_version, payload, stream_id, stream_version, metadata, key_hash)
+                     VALUES ($1, 't', 'k', 'E', 1, $2::text::jsonb, 'k', $3, $4::text::jsonb,
+                             \"{name}\".outbox_key_hash('k'))"
+                ),
+                &[
+                    &uuid::Uuid::now_v7(),
+                    &payload.to_string(),
+                    &(n as i64 + 1),
+                    &serde_json::json!({ "correlation_id": correlation }).to_string(),
+                ],
+            )
+            .await
+            .unwrap();
+    }
+
+    let report = migrate(&mut client, name).await.unwrap();
+    assert_eq!(report.applied, [6]);
+    let store = PgEventStore::connect(schema.config()).await.unwrap();
+    let records = store
+        .read_shard(annals::OutboxShard::ALL, annals::GlobalPosition::START, 100)
+        .await
+        .unwrap();
+    assert_eq!(records.len(), payloads.len());
+    for (record, payload) in records.iter().zip(&payloads) {
+        let read: serde_json::Value = serde_json::from_str(record.message.payload.get()).unwrap();
+        assert_eq!(&read, payload);
+        assert_eq!(record.message.metadata.correlation_id, Some(correlation));
+    }
+}

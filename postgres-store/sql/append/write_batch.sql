@@ -38,7 +38,7 @@ outbox AS (
            o.stream_version, o.metadata, o.key_hash
       FROM stream s,
            unnest($15::uuid[], $16::text[], $17::text[], $18::text[], $19::integer[],
-                  $20::jsonb[], $21::text[], $22::bigint[], $23::jsonb[], $24::integer[])
+                  $20::json[], $21::text[], $22::bigint[], $23::json[], $24::integer[])
            WITH ORDINALITY AS o(message_id, topic, key, event_type, event_version, payload,
                                 stream_id, stream_version, metadata, key_hash, ordinality)
      ORDER BY o.ordinality
