@@ -103,6 +103,7 @@ pub(super) async fn relay(database: &Database, brokers: &str) -> Result<Latency,
     if status.parked() > 0 {
         return Err(format!("the relay parked messages: {status:?}"));
     }
+    kafka::delete_topic(brokers, &topic).await?;
     percentiles("relay", &committed, &arrivals, from, until)
 }
 
@@ -184,6 +185,7 @@ pub(super) async fn raw(brokers: &str) -> Result<Latency, String> {
     };
     let sent = sending.await.map_err(|error| error.to_string())??;
     let arrivals = settle(consumer, &received, &stop, sent.len() as u64).await?;
+    kafka::delete_topic(brokers, &topic).await?;
     percentiles("raw", &sent, &arrivals, from, until)
 }
 

@@ -257,6 +257,7 @@ async fn drain(
     if status.published() != MESSAGES || status.parked() != 0 {
         return Err(format!("the drain ended with {status:?}"));
     }
+    kafka::delete_topic(brokers, &topic).await?;
     eprintln!(
         "relay drain, {shards} shard(s), batch {batch}: first ack after {:?}, \
          all acked after {published:?}, outbox empty after {emptied:?}",
