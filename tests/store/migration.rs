@@ -121,20 +121,16 @@ async fn a_bad_schema_name_is_refused_before_any_sql() {
 /// that they are relayed by the shard of their key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_relay_migration_fills_the_shard_of_stored_messages() {
-    let schema = Schema::new();
-    let name = schema.name();
-    let mut client = connect(database_url()).await.unwrap();
-    migrate(&mut client, name).await.unwrap();
-    // Back to the schema before migration 3, with messages in the outbox.
-    client
-        .batch_execute(&format!(
+    let schema = before_migration(3, |name| {
+        format!(
             "DROP TABLE \"{name}\".outbox_parked;
              ALTER TABLE \"{name}\".outbox DROP COLUMN key_hash;
-             DROP FUNCTION \"{name}\".outbox_key_hash(text);
-             DELETE FROM \"{name}\".schema_migrations WHERE version = 3;"
-        ))
-        .await
-        .unwrap();
+             DROP FUNCTION \"{name}\".outbox_key_hash(text);"
+        )
+    })
+    .await;
+    let name = schema.name();
+    let mut client = connect(database_url()).await.unwrap();
     let keys = ["a", "foobar", "order-17", "Bestellung-ü", "注文-3"];
     for key in keys {
         client
@@ -172,23 +168,19 @@ async fn the_relay_migration_fills_the_shard_of_stored_messages() {
 /// payload and metadata.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_outbox_json_migration_keeps_stored_messages() {
-    let schema = Schema::new();
-    let name = schema.name();
-    let mut client = connect(database_url()).await.unwrap();
-    migrate(&mut client, name).await.unwrap();
-    // Back to the schema before migration 6, with messages in the outbox.
-    client
-        .batch_execute(&format!(
+    let schema = before_migration(6, |name| {
+        format!(
             "ALTER TABLE \"{name}\".outbox
                  ALTER COLUMN payload TYPE jsonb USING payload::jsonb,
                  ALTER COLUMN metadata TYPE jsonb USING metadata::jsonb;
              ALTER TABLE \"{name}\".outbox_parked
                  ALTER COLUMN payload TYPE jsonb USING payload::jsonb,
-                 ALTER COLUMN metadata TYPE jsonb USING metadata::jsonb;
-             DELETE FROM \"{name}\".schema_migrations WHERE version = 6;"
-        ))
-        .await
-        .unwrap();
+                 ALTER COLUMN metadata TYPE jsonb USING metadata::jsonb;"
+        )
+    })
+    .await;
+    let name = schema.name();
+    let mut client = connect(database_url()).await.unwrap();
     let correlation = uuid::Uuid::now_v7();
     let payloads = [
         serde_json::json!({"n": 1}),
@@ -228,4 +220,23 @@ async fn the_outbox_json_migration_keeps_stored_messages() {
         assert_eq!(&read, payload);
         assert_eq!(record.message.metadata.correlation_id, Some(correlation));
     }
+}
+
+/// A schema migrated to the newest version and taken back to the one before
+/// `version` by the SQL `undo` gives for the schema's name (its effects
+/// undone, its row in `schema_migrations` deleted).
+async fn before_migration(version: i32, undo: impl FnOnce(&str) -> String) -> Schema {
+    let schema = Schema::new();
+    let name = schema.name();
+    let mut client = connect(database_url()).await.unwrap();
+    migrate(&mut client, name).await.unwrap();
+    client.batch_execute(&undo(name)).await.unwrap();
+    client
+        .execute(
+            &format!("DELETE FROM \"{name}\".schema_migrations WHERE version = $1"),
+            &[&version],
+        )
+        .await
+        .unwrap();
+    schema
 }

@@ -55,45 +55,45 @@ pub(super) fn producer_config(brokers: &str) -> ClientConfig {
 /// the limits, measured first in each round, against an emptier one than
 /// the relay.
 pub(super) async fn delete_topic(brokers: &str, topic: &str) -> Result<(), String> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .map_err(|error| error.to_string())?;
-    let results = admin
-        .delete_topics(
-            &[topic],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
+    let results = admin(brokers)?
+        .delete_topics(&[topic], &admin_options())
         .await
         .map_err(|error| error.to_string())?;
-    for result in results {
-        result.map_err(|(topic, code)| format!("deleting {topic}: {code}"))?;
-    }
-    Ok(())
+    topic_results(results, "deleting")
 }
 
 /// A new topic of [`PARTITIONS`] partitions.
 pub(super) async fn fresh_topic(brokers: &str, purpose: &str) -> Result<String, String> {
     let topic = format!("annals-bench-relay-{purpose}-{:08x}", fastrand::u32(..));
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .map_err(|error| error.to_string())?;
-    let results = admin
-        .create_topics(
-            &[NewTopic::new(
-                &topic,
-                PARTITIONS,
-                TopicReplication::Fixed(1),
-            )],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
+    let new = NewTopic::new(&topic, PARTITIONS, TopicReplication::Fixed(1));
+    let results = admin(brokers)?
+        .create_topics(&[new], &admin_options())
         .await
         .map_err(|error| error.to_string())?;
-    for result in results {
-        result.map_err(|(topic, code)| format!("creating {topic}: {code}"))?;
-    }
+    topic_results(results, "creating")?;
     Ok(topic)
+}
+
+fn admin(brokers: &str) -> Result<AdminClient<DefaultClientContext>, String> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(|error| error.to_string())
+}
+
+fn admin_options() -> AdminOptions {
+    AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)))
+}
+
+/// The first failure among the per-topic results of an admin request.
+fn topic_results(
+    results: Vec<Result<String, (String, RDKafkaErrorCode)>>,
+    doing: &str,
+) -> Result<(), String> {
+    for result in results {
+        result.map_err(|(topic, code)| format!("{doing} {topic}: {code}"))?;
+    }
+    Ok(())
 }
 
 /// Counts the acknowledgements of a producer.
