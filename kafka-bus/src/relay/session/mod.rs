@@ -30,6 +30,10 @@ use super::window::AckWindow;
 
 mod recovery;
 
+/// Records a session hands to the producer between two yields to the
+/// runtime.
+const YIELD_EVERY: usize = 1_000;
+
 /// Why a session ended.
 #[derive(Debug)]
 pub(super) enum SessionEnd {
@@ -264,7 +268,13 @@ impl<'a, S: OutboxSource> Session<'a, S> {
                 .map_err(|error| broken("beginning a transaction", &error))?;
             self.transaction = Some(Transaction::default());
         }
-        for (record, route) in records.into_iter().zip(routes) {
+        for (n, (record, route)) in records.into_iter().zip(routes).enumerate() {
+            if n > 0 && n % YIELD_EVERY == 0 {
+                // Handing a page to the producer takes milliseconds: let the
+                // other tasks on this worker (the read-ahead, the host
+                // service's own) run in between.
+                tokio::task::yield_now().await;
+            }
             let position = record.position;
             let topic = record.message.topic.clone();
             let index = self.window.push(record);
