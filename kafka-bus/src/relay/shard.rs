@@ -137,11 +137,17 @@ async fn lead<S: OutboxSource>(
     // that whatever the broker had still received from the abandoned
     // producer has landed before recovery reads the partitions.
     let mut settle_until: Option<Instant> = None;
+    // The next session's read-ahead, started before its producer connects
+    // and kept while the brokers do not answer (the progress it reads from
+    // does not move meanwhile), so that an outage does not reread the page.
+    let mut next_reader = None;
     loop {
         if stop.is_stopping() {
             return Led::Stopped;
         }
-        let reader = session::read_ahead(context, progress);
+        let reader = next_reader
+            .take()
+            .unwrap_or_else(|| session::read_ahead(context, progress));
         let config = settings.producer_config(context.shard);
         let connected = ProducerSession::connect(
             config,
@@ -159,6 +165,7 @@ async fn lead<S: OutboxSource>(
                     .set_error(Some(format!("connecting to the brokers: {error}")));
                 tracing::warn!(relay = %settings.name, shard = %context.shard, %error,
                     "the brokers do not answer; backing off");
+                next_reader = Some(reader);
                 if !stop.sleep(backoff.next_wait()).await {
                     return Led::Stopped;
                 }
