@@ -15,6 +15,12 @@ use tokio::task::JoinHandle;
 
 use super::backoff::Backoff;
 
+/// The size of the first page a session reads (unless its batch size is
+/// smaller): each full page doubles the next one, up to the batch size. A
+/// session that starts on a long backlog thus publishes its first messages
+/// after a short read, while the pages grow to the size that drains fastest.
+const FIRST_PAGE: usize = 500;
+
 /// A page of the outbox, in order after the previous one.
 #[derive(Debug)]
 pub(super) struct Page {
@@ -95,21 +101,23 @@ async fn read_ahead<S: OutboxSource>(
 ) {
     let mut signal = source.outbox_signal();
     let mut backoff = Backoff::new(settings.backoff.0, settings.backoff.1);
+    let mut size = settings.batch_size.min(FIRST_PAGE);
     loop {
         // Reads only once the page before was taken, so that no more than
         // one page waits beside what the session holds.
         let Ok(slot) = pages.reserve().await else {
             return;
         };
-        let read = source
-            .read_shard(settings.shard, after, settings.batch_size)
-            .await;
+        let read = source.read_shard(settings.shard, after, size).await;
         match read {
             Ok(records) => {
                 backoff.reset();
                 // A short page is all there is for now: wait for the next
                 // append before reading again.
-                let caught_up = records.len() < settings.batch_size;
+                let caught_up = records.len() < size;
+                if !caught_up {
+                    size = size.saturating_mul(2).min(settings.batch_size);
+                }
                 if let Some(last) = records.last() {
                     after = last.position;
                     slot.send(Read::Page(Page {
@@ -172,6 +180,31 @@ mod tests {
             Read::Page(page) => page.records.iter().map(|record| record.position).collect(),
             Read::Failed(error) => panic!("{error}"),
         }
+    }
+
+    #[tokio::test]
+    async fn pages_grow_from_a_short_first_one_to_the_batch_size() {
+        let store = MemoryEventStore::new();
+        append(&store, "a", 5_000).await;
+        let mut reader = OutboxReadAhead::spawn(
+            store.clone(),
+            ReadAheadSettings {
+                shard: OutboxShard::ALL,
+                batch_size: 1_600,
+                poll_interval: Duration::from_secs(60),
+                backoff: (Duration::from_millis(1), Duration::from_millis(10)),
+            },
+            GlobalPosition::START,
+        );
+        let mut sizes = Vec::new();
+        let mut read = Vec::new();
+        while read.len() < 5_000 {
+            let page = page(&mut reader).await;
+            sizes.push(page.len());
+            read.extend(page);
+        }
+        assert_eq!(sizes, [FIRST_PAGE, 2 * FIRST_PAGE, 1_600, 1_600, 300]);
+        assert!(read.windows(2).all(|pair| pair[0] < pair[1]));
     }
 
     #[tokio::test]
