@@ -172,6 +172,25 @@ mod tests {
         store.append(request).await.unwrap();
     }
 
+    /// An outbox of `count` messages, and a read-ahead of it from its start;
+    /// a short page waits for an append (the poll interval is longer than
+    /// any test).
+    async fn outbox_of(count: u64, batch_size: usize) -> (MemoryEventStore, OutboxReadAhead) {
+        let store = MemoryEventStore::new();
+        append(&store, "a", count).await;
+        let reader = OutboxReadAhead::spawn(
+            store.clone(),
+            ReadAheadSettings {
+                shard: OutboxShard::ALL,
+                batch_size,
+                poll_interval: Duration::from_secs(60),
+                backoff: (Duration::from_millis(1), Duration::from_millis(10)),
+            },
+            GlobalPosition::START,
+        );
+        (store, reader)
+    }
+
     async fn page(reader: &mut OutboxReadAhead) -> Vec<GlobalPosition> {
         let read = tokio::time::timeout(Duration::from_secs(5), reader.next())
             .await
@@ -184,18 +203,7 @@ mod tests {
 
     #[tokio::test]
     async fn pages_grow_from_a_short_first_one_to_the_batch_size() {
-        let store = MemoryEventStore::new();
-        append(&store, "a", 5_000).await;
-        let mut reader = OutboxReadAhead::spawn(
-            store.clone(),
-            ReadAheadSettings {
-                shard: OutboxShard::ALL,
-                batch_size: 1_600,
-                poll_interval: Duration::from_secs(60),
-                backoff: (Duration::from_millis(1), Duration::from_millis(10)),
-            },
-            GlobalPosition::START,
-        );
+        let (_, mut reader) = outbox_of(5_000, 1_600).await;
         let mut sizes = Vec::new();
         let mut read = Vec::new();
         while read.len() < 5_000 {
@@ -209,18 +217,7 @@ mod tests {
 
     #[tokio::test]
     async fn pages_come_in_order_and_short_ones_wait_for_appends() {
-        let store = MemoryEventStore::new();
-        append(&store, "a", 5).await;
-        let mut reader = OutboxReadAhead::spawn(
-            store.clone(),
-            ReadAheadSettings {
-                shard: OutboxShard::ALL,
-                batch_size: 2,
-                poll_interval: Duration::from_secs(60),
-                backoff: (Duration::from_millis(1), Duration::from_millis(10)),
-            },
-            GlobalPosition::START,
-        );
+        let (store, mut reader) = outbox_of(5, 2).await;
         let mut read = Vec::new();
         for _ in 0..3 {
             read.extend(page(&mut reader).await);
