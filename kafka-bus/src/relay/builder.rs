@@ -97,7 +97,9 @@ impl<S: OutboxSource> OutboxRelayBuilder<S> {
     /// to one page more than [`max_in_flight`](Self::max_in_flight) is held
     /// in memory. A page holds only what is there: a relay that keeps up
     /// reads small pages whatever this is, so it bounds catch-ups, not the
-    /// latency of a steady flow.
+    /// latency of a steady flow. A session starts with pages of at most
+    /// 500 records, and each full page doubles the next up to this size, so
+    /// that publishing starts early when a session begins on a backlog.
     pub fn batch_size(mut self, records: usize) -> Self {
         self.choices.batch_size = records;
         self
