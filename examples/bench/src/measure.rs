@@ -1,4 +1,5 @@
-//! How figures are taken: throughput over a window, durations as medians.
+//! How figures are taken: throughput over a window, a figure and its limit
+//! in turns, durations as medians.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -84,20 +85,55 @@ where
     Ok(durations[durations.len() / 2])
 }
 
-/// The better of two alternating rounds of a figure and its limit: the
-/// machine may be shared, and alternating spreads what else runs on it
-/// over both.
-pub(crate) async fn alternating<L, LF, V, VF>(mut limit: L, mut value: V) -> (f64, f64)
+/// A figure and its limit measured in turns: `pairs` pairs of windows,
+/// the limit's first in each pair.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Turns {
+    pub(crate) pairs: usize,
+    pub(crate) window: Window,
+}
+
+/// The means of a figure and its limit over the turns, and the lowest and
+/// highest ratio of one pair.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Interleaved {
+    pub(crate) limit: f64,
+    pub(crate) value: f64,
+    pub(crate) lowest_ratio: f64,
+    pub(crate) highest_ratio: f64,
+}
+
+/// Measures `limit` and `value` in short turns. The rate a machine of this
+/// kind gives both moves by tens of percent within seconds (the disk's
+/// flushes, other guests' CPU), so a few long windows each compare a lucky
+/// limit with an unlucky figure or the other way round; turns of a couple of
+/// seconds give both the same conditions, and the means over all turns are
+/// compared.
+pub(crate) async fn interleaved<L, LF, V, VF>(
+    turns: Turns,
+    mut limit: L,
+    mut value: V,
+) -> Interleaved
 where
-    L: FnMut() -> LF,
+    L: FnMut(Window) -> LF,
     LF: Future<Output = f64>,
-    V: FnMut() -> VF,
+    V: FnMut(Window) -> VF,
     VF: Future<Output = f64>,
 {
-    let mut best = (0.0f64, 0.0f64);
-    for _ in 0..2 {
-        best.0 = best.0.max(limit().await);
-        best.1 = best.1.max(value().await);
+    let (mut limits, mut values) = (0.0f64, 0.0f64);
+    let (mut lowest_ratio, mut highest_ratio) = (f64::INFINITY, 0.0f64);
+    for _ in 0..turns.pairs {
+        let pair = (limit(turns.window).await, value(turns.window).await);
+        limits += pair.0;
+        values += pair.1;
+        lowest_ratio = lowest_ratio.min(pair.1 / pair.0);
+        highest_ratio = highest_ratio.max(pair.1 / pair.0);
     }
-    best
+    let pairs = turns.pairs as f64;
+    Interleaved {
+        limit: limits / pairs,
+        value: values / pairs,
+        lowest_ratio,
+        highest_ratio,
+    }
 }

@@ -4,6 +4,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::measure::Interleaved;
+
 /// Whether more is better (a rate) or less (a duration): decides how the
 /// ratio to the limit is taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +26,10 @@ pub(crate) struct Measurement {
     pub(crate) unit: &'static str,
     pub(crate) limit: Option<f64>,
     pub(crate) ratio: Option<f64>,
+    /// Where the figure and its limit were measured in turns
+    /// ([`crate::measure::interleaved`]): the lowest and the highest ratio
+    /// of one turn.
+    pub(crate) turn_ratios: Option<[f64; 2]>,
 }
 
 impl Measurement {
@@ -41,6 +47,7 @@ impl Measurement {
             unit,
             limit: None,
             ratio: None,
+            turn_ratios: None,
         }
     }
 
@@ -52,6 +59,20 @@ impl Measurement {
             Better::Lower => limit / self.value,
         });
         self
+    }
+
+    /// A rate measured in turns with its limit: the means, and the spread of
+    /// the turns' ratios.
+    pub(crate) fn interleaved(
+        suite: &'static str,
+        name: impl Into<String>,
+        measured: Interleaved,
+        unit: &'static str,
+    ) -> Self {
+        let mut measurement = Measurement::new(suite, name, measured.value, unit)
+            .with_limit(measured.limit, Better::Higher);
+        measurement.turn_ratios = Some([measured.lowest_ratio, measured.highest_ratio]);
+        measurement
     }
 }
 
@@ -68,8 +89,13 @@ pub(crate) fn table(measurements: &[Measurement]) -> String {
                     || "-".to_owned(),
                     |limit| format!("{} {}", figure(limit), m.unit),
                 ),
-                m.ratio
-                    .map_or_else(|| "-".to_owned(), |ratio| format!("{ratio:.2}")),
+                match (m.ratio, m.turn_ratios) {
+                    (None, _) => "-".to_owned(),
+                    (Some(ratio), None) => format!("{ratio:.2}"),
+                    (Some(ratio), Some([lowest, highest])) => {
+                        format!("{ratio:.2} (turns {lowest:.2}-{highest:.2})")
+                    }
+                },
             ]
         })
         .collect();
@@ -127,6 +153,14 @@ mod tests {
         assert_eq!(time.ratio, Some(0.5));
         let shown = table(&[rate, time]);
         assert!(shown.contains("0.80") && shown.contains("0.50"), "{shown}");
+        let turns = Interleaved {
+            limit: 100.0,
+            value: 79.0,
+            lowest_ratio: 0.55,
+            highest_ratio: 1.11,
+        };
+        let shown = table(&[Measurement::interleaved("s", "i", turns, "ev/s")]);
+        assert!(shown.contains("0.79 (turns 0.55-1.11)"), "{shown}");
         let json = serde_json::to_value(Measurement::new("s", "n", 1.0, "x")).unwrap();
         assert_eq!(json["limit"], serde_json::Value::Null);
     }

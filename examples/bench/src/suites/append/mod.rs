@@ -10,22 +10,26 @@ mod writes;
 use std::time::Duration;
 
 use crate::database::Database;
-use crate::measure::Window;
+use crate::measure::{Turns, Window};
 use crate::report::Measurement;
 
 /// The suite's name in the results.
 const SUITE: &str = "append";
 
-/// Each throughput figure (and its limit) is the better of two rounds of
-/// this window.
-const WINDOW: Window = Window {
-    warm_up: Duration::from_secs(1),
-    measured: Duration::from_secs(5),
+/// Each throughput figure and its limit are measured in turns: 8 pairs of
+/// 2-second windows (each after half a second of warm-up), 16 seconds of
+/// each in all.
+const TURNS: Turns = Turns {
+    pairs: 8,
+    window: Window {
+        warm_up: Duration::from_millis(500),
+        measured: Duration::from_secs(2),
+    },
 };
 
 pub(crate) async fn run(database: &Database) -> Result<Vec<Measurement>, String> {
-    let mut measurements = vec![writes::batched(database, WINDOW).await?];
-    measurements.extend(writes::commands(database, WINDOW).await?);
+    let mut measurements = vec![writes::batched(database, TURNS).await?];
+    measurements.extend(writes::commands(database, TURNS).await?);
     measurements.extend(load::load(database).await?);
     Ok(measurements)
 }

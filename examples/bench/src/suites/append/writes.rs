@@ -8,8 +8,8 @@ use uuid::Uuid;
 use super::model::{Account, Deposit, command_metadata, deposited, deposits};
 use super::{SUITE, render};
 use crate::database::Database;
-use crate::measure::{Window, alternating, throughput};
-use crate::report::{Better, Measurement};
+use crate::measure::{Turns, Window, interleaved, throughput};
+use crate::report::Measurement;
 
 const BATCH: usize = 100;
 const BATCH_WRITERS: usize = 4;
@@ -20,25 +20,25 @@ const AGGREGATES_PER_WRITER: usize = 64;
 
 /// 100-event appends by 4 writers, beside one 100-row `UNNEST` insert per
 /// transaction on 4 connections.
-pub(super) async fn batched(database: &Database, window: Window) -> Result<Measurement, String> {
+pub(super) async fn batched(database: &Database, turns: Turns) -> Result<Measurement, String> {
     let store = database
         .store("batched", |config| config.with_pool_size(BATCH_WRITERS))
         .await
         .map_err(|error| error.to_string())?;
     let raw = raw_schema(database, "raw_batched").await?;
     let insert = render(include_str!("../../../sql/insert_batch.sql"), &raw);
-    let (limit, value) = alternating(
-        || raw_batched(database, &insert, window),
-        || batched_appends(&store, window),
+    let measured = interleaved(
+        turns,
+        |window| raw_batched(database, &insert, window),
+        |window| batched_appends(&store, window),
     )
     .await;
-    Ok(Measurement::new(
+    Ok(Measurement::interleaved(
         SUITE,
         format!("batched appends, {BATCH} events each, {BATCH_WRITERS} writers"),
-        value,
+        measured,
         "events/s",
-    )
-    .with_limit(limit, Better::Higher))
+    ))
 }
 
 /// Single-event commands by 8 writers through one repository (load from
@@ -46,7 +46,7 @@ pub(super) async fn batched(database: &Database, window: Window) -> Result<Measu
 /// on 8 connections; once per way of sending `NOTIFY`.
 pub(super) async fn commands(
     database: &Database,
-    window: Window,
+    turns: Turns,
 ) -> Result<Vec<Measurement>, String> {
     let raw = raw_schema(database, "raw_commands").await?;
     let insert = render(include_str!("../../../sql/insert_one.sql"), &raw);
@@ -62,20 +62,18 @@ pub(super) async fn commands(
             })
             .await
             .map_err(|error| error.to_string())?;
-        let (limit, value) = alternating(
-            || raw_commands(database, &insert, window),
-            || repository_commands(&store, window),
+        let measured = interleaved(
+            turns,
+            |window| raw_commands(database, &insert, window),
+            |window| repository_commands(&store, window),
         )
         .await;
-        measurements.push(
-            Measurement::new(
-                SUITE,
-                format!("single-event commands, {COMMAND_WRITERS} writers ({label})"),
-                value,
-                "commands/s",
-            )
-            .with_limit(limit, Better::Higher),
-        );
+        measurements.push(Measurement::interleaved(
+            SUITE,
+            format!("single-event commands, {COMMAND_WRITERS} writers ({label})"),
+            measured,
+            "commands/s",
+        ));
     }
     Ok(measurements)
 }
