@@ -86,7 +86,9 @@ impl<S: OutboxSource> OutboxRelayBuilder<S> {
     /// in parallel, by one relay instance or spread over several.
     ///
     /// Change it only with every instance stopped and the outbox drained:
-    /// keys move between shards.
+    /// keys move between shards. On the Postgres store, create the shards'
+    /// partial indexes first (`PgEventStore::create_shard_indexes`), or
+    /// every shard walks the whole outbox.
     pub fn shards(mut self, count: u32) -> Self {
         self.choices.shards = count;
         self

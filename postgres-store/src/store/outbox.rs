@@ -15,7 +15,7 @@ impl PgEventStore {
         }
         let sql = &self.inner.sql;
         let rows = self
-            .page(&sql.read_outbox, &sql.held_back_outbox, after, limit, &[])
+            .page(&sql.read_outbox, &sql.held_back_outbox, after, limit)
             .await?;
         records(&rows)
     }

@@ -56,7 +56,7 @@ impl PgEventStore {
         }
         let sql = &self.inner.sql;
         let rows = self
-            .page(&sql.read_all, &sql.held_back_events, after, limit, &[])
+            .page(&sql.read_all, &sql.held_back_events, after, limit)
             .await?;
         let mut events: Vec<RecordedEvent> = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -119,8 +119,8 @@ impl PgEventStore {
 
 impl PgEventStore {
     /// A page of the global stream or the outbox after `after`: `page` with
-    /// the parameters `(tx_id, position, limit)` and then `filter`, which
-    /// `held_back` takes as its only parameters. When the page is short and
+    /// the parameters `(tx_id, position, limit)`; `held_back` takes none.
+    /// When the page is short and
     /// the store may wait (`Config::with_horizon_wait`), waits for the
     /// transactions that hide rows committed already (`held_back` names the
     /// youngest of those), and reads once more.
@@ -130,14 +130,12 @@ impl PgEventStore {
         held_back: &str,
         after: GlobalPosition,
         limit: usize,
-        filter: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>, annals::Error> {
         let client = self.inner.pool.get().await.map_err(pool)?;
         let statement = client.prepare_cached(page).await.map_err(backend)?;
         let (commit, sequence) = checkpoint(after);
         let limit_param = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&commit, &sequence, &limit_param];
-        params.extend_from_slice(filter);
+        let params: [&(dyn ToSql + Sync); 3] = [&commit, &sequence, &limit_param];
         let rows = client.query(&statement, &params).await.map_err(backend)?;
         let wait = self.inner.horizon_wait;
         if rows.len() >= limit || wait.is_zero() {
@@ -145,7 +143,7 @@ impl PgEventStore {
         }
         let held_back = client.prepare_cached(held_back).await.map_err(backend)?;
         let youngest: Option<Xid8> = client
-            .query_one(&held_back, filter)
+            .query_one(&held_back, &[])
             .await
             .and_then(|row| row.try_get(0))
             .map_err(backend)?;

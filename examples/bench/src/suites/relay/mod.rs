@@ -207,6 +207,12 @@ async fn drain(
         .await
         .map_err(|error| error.to_string())?;
     let count = render(include_str!("../../../sql/outbox_count.sql"), &schema);
+    // As a deployment with that many shards would have them (a step before
+    // the relay starts, so not timed).
+    store
+        .create_shard_indexes(shards)
+        .await
+        .map_err(|error| error.to_string())?;
     let config = KafkaConfig::new(brokers).map_err(|error| error.to_string())?;
 
     let started = Instant::now();
