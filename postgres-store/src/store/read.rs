@@ -120,10 +120,10 @@ impl PgEventStore {
 impl PgEventStore {
     /// A page of the global stream or the outbox after `after`: `page` with
     /// the parameters `(tx_id, position, limit)`; `held_back` takes none.
-    /// When the page is short and
-    /// the store may wait (`Config::with_horizon_wait`), waits for the
-    /// transactions that hide rows committed already (`held_back` names the
-    /// youngest of those), and reads once more.
+    /// When the page is short and the store may wait
+    /// (`Config::with_horizon_wait`), waits for the transactions that hide
+    /// rows committed already (`held_back` names the youngest of those), and
+    /// reads once more.
     pub(super) async fn page(
         &self,
         page: &str,

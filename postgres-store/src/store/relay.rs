@@ -89,12 +89,8 @@ fn checkpoint_name(relay: &str, shard: OutboxShard) -> String {
 
 /// The shard filter with the shard's numbers written in (a modulo by a
 /// parameter could use no index), which a partial index of the shard
-/// ([`PgEventStore::create_shard_indexes`]) serves; nothing for a single
-/// shard.
+/// ([`PgEventStore::create_shard_indexes`]) serves.
 fn shard_predicate(shard: OutboxShard) -> String {
-    if shard.count() == 1 {
-        return String::new();
-    }
     format!(
         "(key_hash::bigint & 4294967295) % {} = {}",
         shard.count(),
@@ -105,11 +101,9 @@ fn shard_predicate(shard: OutboxShard) -> String {
 /// `template` (a statement of `sql/relay/` with a `{shard_index}` line) for
 /// `shard`.
 fn for_shard(template: &str, shard: OutboxShard) -> String {
-    let predicate = shard_predicate(shard);
-    let line = if predicate.is_empty() {
-        predicate
-    } else {
-        format!("AND {predicate}")
+    let line = match shard.count() {
+        1 => String::new(),
+        _ => format!("AND {}", shard_predicate(shard)),
     };
     template.replace("{shard_index}", &line)
 }
