@@ -5,9 +5,9 @@
 -- the numbers written in, the shard's partial index
 -- (PgEventStore::create_shard_indexes) can find its rows in order; without
 -- it, the (tx_id, position) index finds them and the filter drops the
--- other shards'. (A modulo by a parameter could use neither, and beside
--- the written-in filter it made the planner expect a single row and sort
--- every row left in the shard for each page.)
+-- other shards'. (A modulo by a parameter can use no partial index, and
+-- beside the written-in filter it made the planner expect a single row and
+-- sort every row left in the shard for each page.)
 -- The limit is a sub-select for the reason given in read_outbox.sql.
 SELECT tx_id, position, recorded_at, message_id, topic, key, event_type, event_version, payload,
        stream_id, stream_version, metadata
