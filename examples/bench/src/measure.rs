@@ -61,28 +61,50 @@ where
     (after - before) as f64 / elapsed.as_secs_f64()
 }
 
-/// The median duration of `runs` runs of `run`, after `warm_up` unmeasured
-/// ones.
-pub(crate) async fn median<F, Fut>(
+/// The median durations of `runs` runs each of `limit` and `value`, after
+/// `warm_up` unmeasured runs of each: the two take turns, each going first
+/// in every other round, so that whatever else the machine does during the
+/// measurement (autovacuum after the suite's writes, a checkpoint, another
+/// tenant of the host) falls on both alike. Returns `(limit, value)`.
+pub(crate) async fn medians<L, LFut, V, VFut>(
     warm_up: usize,
     runs: usize,
-    mut run: F,
-) -> Result<Duration, String>
+    mut limit: L,
+    mut value: V,
+) -> Result<(Duration, Duration), String>
 where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), String>>,
+    L: FnMut() -> LFut,
+    LFut: Future<Output = Result<(), String>>,
+    V: FnMut() -> VFut,
+    VFut: Future<Output = Result<(), String>>,
 {
     for _ in 0..warm_up {
-        run().await?;
+        limit().await?;
+        value().await?;
     }
-    let mut durations = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let started = Instant::now();
-        run().await?;
-        durations.push(started.elapsed());
+    let mut limits = Vec::with_capacity(runs);
+    let mut values = Vec::with_capacity(runs);
+    for round in 0..runs {
+        if round % 2 == 0 {
+            limits.push(timed(limit()).await?);
+            values.push(timed(value()).await?);
+        } else {
+            values.push(timed(value()).await?);
+            limits.push(timed(limit()).await?);
+        }
     }
+    Ok((median_of(limits), median_of(values)))
+}
+
+async fn timed(run: impl Future<Output = Result<(), String>>) -> Result<Duration, String> {
+    let started = Instant::now();
+    run.await?;
+    Ok(started.elapsed())
+}
+
+fn median_of(mut durations: Vec<Duration>) -> Duration {
     durations.sort();
-    Ok(durations[durations.len() / 2])
+    durations[durations.len() / 2]
 }
 
 /// A figure and its limit measured in turns: `pairs` pairs of windows,

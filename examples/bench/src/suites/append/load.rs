@@ -10,7 +10,7 @@ use tokio_postgres::{Client, Statement};
 use super::model::{Account, AccountEvent, deposits};
 use super::{SUITE, render};
 use crate::database::Database;
-use crate::measure::median;
+use crate::measure::medians;
 use crate::report::{Better, Measurement};
 
 const EVENTS: usize = 10_000;
@@ -43,59 +43,61 @@ pub(super) async fn load(database: &Database) -> Result<Vec<Measurement>, String
     .await?;
 
     let plain = Repository::<Account, _>::new(store.clone());
-    let value = median(WARM_UP, RUNS, || async {
-        expect_full(
-            plain
+    let (limit, value) = medians(
+        WARM_UP,
+        RUNS,
+        || async {
+            let (_, version) = raw_events(
+                &client,
+                &select_stream,
+                "account-load",
+                1,
+                Account::default(),
+            )
+            .await?;
+            expect_full(version)
+        },
+        || async {
+            let loaded = plain
                 .load("load")
                 .await
-                .map_err(|error| error.to_string())?
-                .version,
-        )
-    })
-    .await?;
-    let limit = median(WARM_UP, RUNS, || async {
-        let (state, version) = raw_events(
-            &client,
-            &select_stream,
-            "account-load",
-            1,
-            Account::default(),
-        )
-        .await?;
-        let _ = state;
-        expect_full(version)
-    })
+                .map_err(|error| error.to_string())?;
+            expect_full(loaded.version)
+        },
+    )
     .await?;
 
     let snapshots = Repository::<Account, _>::new(store.clone())
         .with_snapshots(SnapshotPolicy::Every(EVENTS as u64));
-    let value_snapshot = median(WARM_UP, RUNS, || async {
-        expect_full(
-            snapshots
+    let (limit_snapshot, value_snapshot) = medians(
+        WARM_UP,
+        RUNS,
+        || async {
+            let row = client
+                .query_one(&select_snapshot, &[&"account-load-snapshot"])
+                .await
+                .map_err(|error| error.to_string())?;
+            let version: i64 = row.get(0);
+            let state: Account =
+                serde_json::from_str(row.get(2)).map_err(|error| error.to_string())?;
+            let (_, version) = raw_events(
+                &client,
+                &select_stream,
+                "account-load-snapshot",
+                version + 1,
+                state,
+            )
+            .await?;
+            expect_full(version.max(EVENTS as u64))
+        },
+        || async {
+            let loaded = snapshots
                 .load("load-snapshot")
                 .await
-                .map_err(|error| error.to_string())?
-                .version,
-        )
-    })
-    .await?;
-    let limit_snapshot = median(WARM_UP, RUNS, || async {
-        let row = client
-            .query_one(&select_snapshot, &[&"account-load-snapshot"])
-            .await
-            .map_err(|error| error.to_string())?;
-        let version: i64 = row.get(0);
-        let state: Account = serde_json::from_str(row.get(2)).map_err(|error| error.to_string())?;
-        let (_, version) = raw_events(
-            &client,
-            &select_stream,
-            "account-load-snapshot",
-            version + 1,
-            state,
-        )
-        .await?;
-        expect_full(version.max(EVENTS as u64))
-    })
+                .map_err(|error| error.to_string())?;
+            expect_full(loaded.version)
+        },
+    )
     .await?;
 
     let ms = |duration: std::time::Duration| duration.as_secs_f64() * 1000.0;
