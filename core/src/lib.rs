@@ -53,8 +53,8 @@ pub use repository::{
     Repository, RetryPolicy, SnapshotDecision, SnapshotPolicy, UnitOfWork,
 };
 pub use store::{
-    AppendOutcome, AppendRequest, AppendSignal, EventStore, EventStream, GlobalBacklog, Limits,
-    NewSnapshot, Snapshot,
+    AppendOutcome, AppendRequest, AppendSignal, EventStore, EventStream, FromSnapshot,
+    GlobalBacklog, Limits, NewSnapshot, Snapshot,
 };
 pub use stream::{ExpectedVersion, GlobalPosition, MAX_STREAM_ID_LEN, StreamId};
 pub use upcast::{UpcastedEvent, Upcasters, decode_payload};

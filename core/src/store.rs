@@ -85,6 +85,25 @@ pub struct Snapshot {
     pub taken_at: DateTime<Utc>,
 }
 
+/// The newest snapshot of a stream and the stream's events after it: all
+/// of them when it has no snapshot. What [`EventStore::read_from_snapshot`]
+/// returns.
+pub struct FromSnapshot {
+    /// The newest snapshot, if the stream has one.
+    pub snapshot: Option<Snapshot>,
+    /// The events after the snapshot's version (from version 1 without a
+    /// snapshot), in version order.
+    pub events: EventStream,
+}
+
+impl std::fmt::Debug for FromSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FromSnapshot")
+            .field("snapshot", &self.snapshot)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Everything one append writes, atomically: events, an optional snapshot and
 /// outbox messages.
 ///
@@ -436,6 +455,24 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         &self,
         stream: &StreamId,
     ) -> impl Future<Output = Result<Option<Snapshot>, Error>> + Send;
+
+    /// The newest snapshot of `stream` and its events after it (all of them
+    /// when it has none): the events start right after the snapshot
+    /// returned, also when another is written meanwhile. A repository with
+    /// snapshots loads aggregates with it. The default reads the snapshot,
+    /// then the events after it; a store that can read both at once
+    /// overrides it (a wrapper around a store should delegate it).
+    fn read_from_snapshot(
+        &self,
+        stream: StreamId,
+    ) -> impl Future<Output = Result<FromSnapshot, Error>> + Send {
+        async move {
+            let snapshot = self.load_snapshot(&stream).await?;
+            let from = snapshot.as_ref().map_or(1, |snapshot| snapshot.version + 1);
+            let events = self.read_stream(stream, from);
+            Ok(FromSnapshot { snapshot, events })
+        }
+    }
 
     /// The outcome recorded for `command_id`, if an append carried it.
     fn command_outcome(

@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use annals::testing::conformance::{added, read_everything, read_stream, stream};
-use annals::{AppendRequest, Error, EventStore, ExpectedVersion, GlobalPosition};
+use annals::{
+    AppendRequest, Error, EventStore, ExpectedVersion, FromSnapshot, GlobalPosition, NewSnapshot,
+    Payload,
+};
 use futures::StreamExt;
 
 use crate::common::{connect, database_url, eventually, fresh_store, fresh_store_with};
@@ -167,4 +170,81 @@ async fn an_event_id_repeated_across_a_unit_is_refused() {
             .await
             .is_empty()
     );
+}
+
+/// `read_from_snapshot` reads the snapshot and the events after it in one
+/// statement: while a writer adds an event and a newer snapshot with every
+/// append, each read's events start right after its snapshot and follow
+/// each other, and its connection goes back to the pool when the events
+/// are dropped half read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_from_a_snapshot_never_skip_events_while_snapshots_are_written() {
+    // The last append, like every third, without a snapshot.
+    const APPENDS: u64 = 301;
+    let store = fresh_store().await;
+    let id = stream("snapshotted");
+    let writer = tokio::spawn({
+        let (store, id) = (store.clone(), id.clone());
+        async move {
+            for version in 0..APPENDS {
+                // Every third append without a snapshot, so that reads also
+                // find events after one.
+                let mut request =
+                    AppendRequest::new(id.clone(), ExpectedVersion::Exact(version)).event(added(1));
+                if version % 3 != 0 {
+                    request = request.snapshot(NewSnapshot {
+                        state_version: 1,
+                        state: Payload::encode(&(version + 1)).unwrap(),
+                    });
+                }
+                store.append(request).await.unwrap();
+            }
+        }
+    });
+    let mut reads = 0;
+    let mut with_events_after = 0;
+    while !writer.is_finished() {
+        let FromSnapshot { snapshot, events } = store.read_from_snapshot(id.clone()).await.unwrap();
+        let start = match &snapshot {
+            Some(snapshot) => {
+                assert_eq!(snapshot.state.decode::<u64>().unwrap(), snapshot.version);
+                snapshot.version
+            }
+            None => 0,
+        };
+        let versions: Vec<u64> = events.map(|event| event.unwrap().version).collect().await;
+        let expected: Vec<u64> = (start + 1..=start + versions.len() as u64).collect();
+        assert_eq!(versions, expected, "after a snapshot at {start}");
+        reads += 1;
+        with_events_after += usize::from(!versions.is_empty());
+    }
+    writer.await.unwrap();
+    assert!(
+        reads >= 10 && with_events_after >= 1,
+        "{reads} reads, {with_events_after} with events"
+    );
+
+    let FromSnapshot { snapshot, events } = store.read_from_snapshot(id.clone()).await.unwrap();
+    assert_eq!(snapshot.unwrap().version, APPENDS - 1);
+    let rest: Vec<_> = events.collect().await;
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].as_ref().unwrap().version, APPENDS);
+    // A read from version 1 dropped after its first event gives its
+    // connection back.
+    store
+        .append(
+            AppendRequest::new(stream("unsnapshotted"), ExpectedVersion::NoStream)
+                .events((0..100).map(added)),
+        )
+        .await
+        .unwrap();
+    let FromSnapshot { snapshot, events } = store
+        .read_from_snapshot(stream("unsnapshotted"))
+        .await
+        .unwrap();
+    assert!(snapshot.is_none());
+    let first: Vec<_> = events.take(1).collect().await;
+    assert_eq!(first[0].as_ref().unwrap().version, 1);
+    let status = store.pool().status();
+    assert_eq!(status.available, status.size, "{status:?}");
 }

@@ -19,8 +19,8 @@ pub use policy::{RetryPolicy, SnapshotDecision, SnapshotPolicy};
 pub use unit_of_work::UnitOfWork;
 
 use crate::{
-    Aggregate, AppendOutcome, AppendRequest, Error, EventStore, ExpectedVersion, IntegrationEvent,
-    Metadata, NewEvent, NewSnapshot, OutboxMessage, Payload, StreamId,
+    Aggregate, AppendOutcome, AppendRequest, Error, EventStore, ExpectedVersion, FromSnapshot,
+    IntegrationEvent, Metadata, NewEvent, NewSnapshot, OutboxMessage, Payload, StreamId,
 };
 use cache::{CachedState, StateCache};
 
@@ -507,19 +507,30 @@ where
             version: 0,
             last_snapshot: 0,
         };
-        let snapshot = if self.snapshots.uses_snapshots() {
-            self.store.load_snapshot(stream).await?
+        let mut records = if self.snapshots.uses_snapshots() {
+            let FromSnapshot { snapshot, events } =
+                self.store.read_from_snapshot(stream.clone()).await?;
+            match snapshot {
+                None => events,
+                Some(snapshot) => match restore_snapshot::<A>(&snapshot) {
+                    Some(state) => {
+                        loaded.state = state;
+                        loaded.version = snapshot.version;
+                        loaded.last_snapshot = snapshot.version;
+                        events
+                    }
+                    // The events after an unusable snapshot are not enough:
+                    // read them all (done with the others, which may hold a
+                    // connection).
+                    None => {
+                        drop(events);
+                        self.store.read_stream(stream.clone(), 1)
+                    }
+                },
+            }
         } else {
-            None
+            self.store.read_stream(stream.clone(), 1)
         };
-        if let Some(snapshot) = snapshot
-            && let Some(state) = restore_snapshot::<A>(&snapshot)
-        {
-            loaded.state = state;
-            loaded.version = snapshot.version;
-            loaded.last_snapshot = snapshot.version;
-        }
-        let mut records = self.store.read_stream(stream.clone(), loaded.version + 1);
         while let Some(record) = records.try_next().await? {
             for event in record.decode::<A::Event>()? {
                 loaded.state.apply(&event);

@@ -15,8 +15,9 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use annals::{
-    AppendOutcome, AppendRequest, AppendSignal, EventStore, EventStream, GlobalBacklog,
-    GlobalPosition, Limits, OutboxReader, OutboxRecord, RecordedEvent, Snapshot, StreamId,
+    AppendOutcome, AppendRequest, AppendSignal, EventStore, EventStream, FromSnapshot,
+    GlobalBacklog, GlobalPosition, Limits, OutboxReader, OutboxRecord, RecordedEvent, Snapshot,
+    StreamId,
 };
 use deadpool_postgres::Pool;
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -188,6 +189,10 @@ impl EventStore for PgEventStore {
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, annals::Error> {
         self.snapshot_of(stream).await
+    }
+
+    async fn read_from_snapshot(&self, stream: StreamId) -> Result<FromSnapshot, annals::Error> {
+        self.events_from_snapshot(stream).await
     }
 
     async fn command_outcome(

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use annals::{AppendOutcome, EventStream, GlobalPosition, RecordedEvent, Snapshot, StreamId};
+use annals::{
+    AppendOutcome, EventStream, FromSnapshot, GlobalPosition, RecordedEvent, Snapshot, StreamId,
+};
 use deadpool_postgres::Object;
 use futures::{StreamExt, TryStreamExt, stream};
 use tokio_postgres::RowStream;
@@ -44,6 +46,44 @@ impl PgEventStore {
             Ok::<_, annals::Error>(events_of(client, Box::pin(rows), stream))
         };
         Box::pin(stream::once(rows).try_flatten())
+    }
+
+    /// The newest snapshot and the events after it, from one statement: its
+    /// first row is the snapshot's, if the stream has one.
+    pub(super) async fn events_from_snapshot(
+        &self,
+        stream: StreamId,
+    ) -> Result<FromSnapshot, annals::Error> {
+        let client = self.inner.pool.get().await.map_err(pool)?;
+        let statement = client
+            .prepare_cached(&self.inner.sql.read_from_snapshot)
+            .await
+            .map_err(backend)?;
+        let mut rows = Box::pin(
+            client
+                .query_raw(&statement, [&stream.as_str() as &(dyn ToSql + Sync)])
+                .await
+                .map_err(backend)?,
+        );
+        let Some(row) = rows.next().await.transpose().map_err(backend)? else {
+            // Neither snapshot nor events; the rows are over (and a row
+            // stream must not be polled again after its end).
+            return Ok(FromSnapshot {
+                snapshot: None,
+                events: Box::pin(stream::empty()),
+            });
+        };
+        let state_version: Option<i32> =
+            row.try_get(rows::SNAPSHOT_STATE_VERSION).map_err(backend)?;
+        let (snapshot, first_event) = match state_version {
+            Some(_) => (Some(rows::snapshot_row(&row, &stream)?), None),
+            None => (None, Some(rows::recorded_event(&row, 0, stream.clone()))),
+        };
+        let events = stream::iter(first_event).chain(events_of(client, rows, stream));
+        Ok(FromSnapshot {
+            snapshot,
+            events: Box::pin(events),
+        })
     }
 
     pub(super) async fn global_events(

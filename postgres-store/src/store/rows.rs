@@ -121,14 +121,33 @@ pub(super) fn command_outcome(row: &Row) -> Result<AppendOutcome, annals::Error>
 
 /// A snapshot: `stream_version, state_version, state, taken_at`.
 pub(super) fn snapshot(row: &Row, stream: &StreamId) -> Result<Snapshot, annals::Error> {
-    let state_version: i32 = column(row, 1)?;
+    snapshot_columns(row, stream, [0, 1, 2, 3])
+}
+
+/// The snapshot's row of `read_from_snapshot.sql`: its version in column 0,
+/// `taken_at` in 11, `state_version, state` in 12 and 13.
+pub(super) fn snapshot_row(row: &Row, stream: &StreamId) -> Result<Snapshot, annals::Error> {
+    snapshot_columns(row, stream, [0, SNAPSHOT_STATE_VERSION, 13, 11])
+}
+
+/// In `read_from_snapshot.sql`, the column that is not NULL in the
+/// snapshot's row only.
+pub(super) const SNAPSHOT_STATE_VERSION: usize = 12;
+
+/// A snapshot from the columns `[version, state_version, state, taken_at]`.
+fn snapshot_columns(
+    row: &Row,
+    stream: &StreamId,
+    [version, state_version, state, taken_at]: [usize; 4],
+) -> Result<Snapshot, annals::Error> {
+    let state_version: i32 = column(row, state_version)?;
     Ok(Snapshot {
         stream: stream.clone(),
-        version: unsigned(column(row, 0)?, "snapshot version")?,
+        version: unsigned(column(row, version)?, "snapshot version")?,
         state_version: u32::try_from(state_version)
             .map_err(|_| corrupt(format!("stored state version {state_version}")))?,
-        state: payload(row, 2)?,
-        taken_at: column::<DateTime<Utc>>(row, 3)?,
+        state: payload(row, state)?,
+        taken_at: column::<DateTime<Utc>>(row, taken_at)?,
     })
 }
 

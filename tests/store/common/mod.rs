@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use annals::{
-    AppendOutcome, AppendRequest, AppendSignal, EventStore, EventStream, GlobalBacklog,
-    GlobalPosition, OutboxReader, OutboxRecord, RecordedEvent, Snapshot, StreamId,
+    AppendOutcome, AppendRequest, AppendSignal, EventStore, EventStream, FromSnapshot,
+    GlobalBacklog, GlobalPosition, OutboxReader, OutboxRecord, RecordedEvent, Snapshot, StreamId,
 };
 use annals_postgres::{Config, PgEventStore};
 use uuid::Uuid;
@@ -110,6 +110,13 @@ impl EventStore for TestStore {
         stream: &StreamId,
     ) -> impl Future<Output = Result<Option<Snapshot>, annals::Error>> + Send {
         self.store.load_snapshot(stream)
+    }
+
+    fn read_from_snapshot(
+        &self,
+        stream: StreamId,
+    ) -> impl Future<Output = Result<FromSnapshot, annals::Error>> + Send {
+        self.store.read_from_snapshot(stream)
     }
 
     fn command_outcome(
