@@ -63,7 +63,9 @@ impl OutboxRelay {
 /// the relay's defaults: `enable.idempotence=true`, `acks=all`,
 /// `compression.type=lz4`, `linger.ms=5`, `batch.num.messages=10000`,
 /// `batch.size=1000000`, `max.in.flight.requests.per.connection=5`,
-/// `message.timeout.ms=30000`.
+/// `message.timeout.ms=30000`, `enable.sparse.connections=false` (a new
+/// producer connects to every broker at once instead of when a request
+/// first needs one).
 #[derive(Debug)]
 #[must_use = "a relay does nothing until started"]
 pub struct OutboxRelayBuilder<S> {

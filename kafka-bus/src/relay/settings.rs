@@ -26,6 +26,13 @@ pub(super) const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     // Bounds how long a send may stay unresolved, and with it the takeover
     // grace (see the crate docs on exactly once).
     ("message.timeout.ms", "30000"),
+    // Connect to every broker at once. With sparse connections librdkafka
+    // connects to a broker it learned from the metadata only once a request
+    // needs it, and the first such request of a new client waited about 50
+    // ms for it here (tansu 0.6.0 on one machine, every new client): most
+    // of a session's start before its first ack, and of a takeover. A relay
+    // publishes to the leaders of all its partitions anyway.
+    ("enable.sparse.connections", "false"),
 ];
 
 /// Producer-only settings, left out of the recovery consumer's configuration
@@ -68,6 +75,9 @@ const TAIL_CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("auto.offset.reset", "earliest"),
     // Records of aborted transactions are not publications.
     ("isolation.level", "read_committed"),
+    // Each recovery starts new consumers: connect them at once (see the
+    // producer's setting).
+    ("enable.sparse.connections", "false"),
 ];
 
 /// Everything a shard task needs to know, fixed when the relay starts.

@@ -29,6 +29,7 @@ const RELAY_PRODUCER: &[(&str, &str)] = &[
     ("batch.size", "1000000"),
     ("queue.buffering.max.messages", "200000"),
     ("message.timeout.ms", "30000"),
+    ("enable.sparse.connections", "false"),
 ];
 
 /// How long the latency consumer's fetches may wait at the broker. On
