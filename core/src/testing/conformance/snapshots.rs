@@ -1,13 +1,12 @@
 //! Snapshots written with appends.
 
-use serde_json::json;
-
 use futures::TryStreamExt;
+use serde_json::json;
 
 use super::{added, read_stream, stream};
 use crate::{
     AppendRequest, EventStore, ExpectedVersion, FromSnapshot, NewSnapshot, OutboxReader, Payload,
-    RecordedEvent,
+    RecordedEvent, StreamId,
 };
 
 fn snapshot(total: i64) -> NewSnapshot {
@@ -17,10 +16,9 @@ fn snapshot(total: i64) -> NewSnapshot {
     }
 }
 
-/// A snapshot in an append is stored at the append's last version.
-pub async fn snapshot_is_stored_at_the_appends_last_version<S: EventStore + OutboxReader>(
-    store: S,
-) {
+/// `order-1` with one append of an event, then one of two events and a
+/// snapshot (state `{"total": 6}`, state version 3) at version 3.
+async fn snapshotted_at_3<S: EventStore>(store: &S) -> StreamId {
     let id = stream("order-1");
     store
         .append(AppendRequest::new(id.clone(), ExpectedVersion::NoStream).event(added(1)))
@@ -34,6 +32,14 @@ pub async fn snapshot_is_stored_at_the_appends_last_version<S: EventStore + Outb
         )
         .await
         .unwrap();
+    id
+}
+
+/// A snapshot in an append is stored at the append's last version.
+pub async fn snapshot_is_stored_at_the_appends_last_version<S: EventStore + OutboxReader>(
+    store: S,
+) {
+    let id = snapshotted_at_3(&store).await;
     let stored = store.load_snapshot(&id).await.unwrap().expect("a snapshot");
     assert_eq!(stored.stream, id);
     assert_eq!(stored.version, 3);
@@ -83,19 +89,7 @@ pub async fn read_from_snapshot_returns_the_snapshot_and_the_events_after_it<
 >(
     store: S,
 ) {
-    let id = stream("order-1");
-    store
-        .append(AppendRequest::new(id.clone(), ExpectedVersion::NoStream).event(added(1)))
-        .await
-        .unwrap();
-    store
-        .append(
-            AppendRequest::new(id.clone(), ExpectedVersion::Exact(1))
-                .events([added(2), added(3)])
-                .snapshot(snapshot(6)),
-        )
-        .await
-        .unwrap();
+    let id = snapshotted_at_3(&store).await;
     store
         .append(
             AppendRequest::new(id.clone(), ExpectedVersion::Exact(3)).events([added(4), added(5)]),
