@@ -67,6 +67,8 @@ pub struct Config {
     pub(crate) postgres: tokio_postgres::Config,
     pub(crate) schema: String,
     pub(crate) pool_size: usize,
+    /// `None`: derived from the pool size.
+    pub(crate) append_lanes: Option<usize>,
     pub(crate) tls: Tls,
     pub(crate) tls_root_certificates: Vec<PathBuf>,
     pub(crate) limits: Limits,
@@ -100,6 +102,7 @@ impl Config {
             postgres,
             schema: Self::DEFAULT_SCHEMA.to_owned(),
             pool_size: 16,
+            append_lanes: None,
             tls: Tls::Disable,
             tls_root_certificates: Vec::new(),
             limits: Limits::default(),
@@ -186,6 +189,28 @@ impl Config {
     pub fn with_pool_size(mut self, size: usize) -> Self {
         self.pool_size = size;
         self
+    }
+
+    /// Sets how many transactions lone appends
+    /// ([`EventStore::append`](annals::EventStore::append)) use at once
+    /// (default: the pool size). An append that finds a lane free goes at
+    /// once, alone; appends that arrive while every lane is busy wait, and
+    /// go together in the next free one (group commit): when more commands
+    /// run at once than there are lanes, one commit and one round trip
+    /// serve many of them, each still atomic with an outcome of its own,
+    /// instead of each waiting for a connection of its own. Fewer lanes
+    /// than connections keep connections free for reads, and share
+    /// transactions sooner at the price of waiting sooner. Units of work
+    /// ([`EventStore::append_all`](annals::EventStore::append_all)) and
+    /// appends in a caller's transaction go on their own as before.
+    pub fn with_append_lanes(mut self, lanes: usize) -> Self {
+        self.append_lanes = Some(lanes);
+        self
+    }
+
+    /// The number of append lanes in effect.
+    pub(crate) fn append_lanes(&self) -> usize {
+        self.append_lanes.unwrap_or(self.pool_size)
     }
 
     /// Sets whether connections use TLS.
@@ -290,6 +315,16 @@ impl Config {
                 "the pool needs at least one connection".into(),
             ));
         }
+        match self.append_lanes {
+            Some(0) => return Err(Error::Config("appends need at least one lane".into())),
+            Some(lanes) if lanes > self.pool_size => {
+                return Err(Error::Config(format!(
+                    "{lanes} append lanes need as many connections; the pool has {}",
+                    self.pool_size
+                )));
+            }
+            _ => {}
+        }
         Ok(())
     }
 }
@@ -314,6 +349,7 @@ impl fmt::Debug for Config {
             .field("application_name", &postgres.get_application_name())
             .field("schema", &self.schema)
             .field("pool_size", &self.pool_size)
+            .field("append_lanes", &self.append_lanes())
             .field("tls", &self.tls)
             .field("limits", &self.limits)
             .field("notify", &self.notify)
@@ -359,6 +395,17 @@ mod tests {
     fn validation_catches_bad_settings() {
         assert!(Config::new().validate().is_ok());
         assert!(Config::new().with_pool_size(0).validate().is_err());
+        assert!(Config::new().with_append_lanes(0).validate().is_err());
+        assert!(
+            Config::new()
+                .with_pool_size(4)
+                .with_append_lanes(5)
+                .validate()
+                .is_err()
+        );
+        let config = Config::new().with_pool_size(4);
+        assert_eq!(config.append_lanes(), 4);
+        assert_eq!(config.with_append_lanes(2).append_lanes(), 2);
         assert!(Config::new().with_schema("a;drop").validate().is_err());
     }
 }

@@ -7,6 +7,7 @@
 
 mod common;
 mod gap;
+mod group_commit;
 mod inbox;
 mod migration;
 mod notify;

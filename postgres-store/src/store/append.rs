@@ -309,7 +309,7 @@ pub(super) fn outcomes(
     Ok(outcomes)
 }
 
-fn record(started: Instant, outcome: &'static str) {
+pub(super) fn record(started: Instant, outcome: &'static str) {
     metrics::counter!("annals_appends_total", "backend" => "postgres", "outcome" => outcome)
         .increment(1);
     metrics::histogram!("annals_append_duration_seconds", "backend" => "postgres")

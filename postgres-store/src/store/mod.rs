@@ -2,6 +2,7 @@
 
 mod append;
 mod call;
+mod group;
 mod horizon;
 mod notify;
 mod outbox;
@@ -29,6 +30,7 @@ pub use relay::PgShardLease;
 use crate::pool::{build_pool, connection_config, tls_connector};
 use crate::schema::{SchemaName, Statements};
 use crate::{Config, Error, MigrationReport, Notify};
+use group::Lanes;
 use signal::Signal;
 
 /// An [`EventStore`] on PostgreSQL: events, streams, snapshots and the
@@ -38,6 +40,9 @@ use signal::Signal;
 /// - An append is one statement in one round trip (a refused one takes a
 ///   second to say why); a unit of work ([`EventStore::append_all`]) is one
 ///   transaction sent in one round trip.
+/// - Lone appends that arrive while every append lane is busy
+///   ([`Config::with_append_lanes`]) commit together in the next free one
+///   (group commit), each with an outcome of its own.
 /// - The global stream and the outbox are read in `(tx_id, position)` order,
 ///   only up to the oldest transaction still running, so that nothing can
 ///   appear behind a reader's checkpoint.
@@ -72,6 +77,8 @@ struct Inner {
     sql: Statements,
     limits: Limits,
     notify: Notify,
+    /// Lone appends, sent in groups.
+    lanes: Lanes,
     signal: Signal,
     /// How the listener opens its own connection.
     listen_config: tokio_postgres::Config,
@@ -105,6 +112,7 @@ impl PgEventStore {
                 schema,
                 limits: config.limits,
                 notify: config.notify,
+                lanes: Lanes::new(config.append_lanes()),
                 signal: Signal::new(),
                 listen_config: connection_config(&config),
                 tls,
@@ -160,8 +168,7 @@ impl fmt::Debug for PgEventStore {
 
 impl EventStore for PgEventStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, annals::Error> {
-        let mut outcomes = self.append_unit(vec![request]).await?;
-        Ok(outcomes.pop().expect("one request, one outcome"))
+        self.append_lone(request).await
     }
 
     async fn append_all(
