@@ -14,6 +14,12 @@ use crate::report::Measurement;
 const BATCH: usize = 100;
 const BATCH_WRITERS: usize = 4;
 const COMMAND_WRITERS: usize = 8;
+/// The pool of the command figures: a connection per writer of the first
+/// ones.
+const COMMAND_CONNECTIONS: usize = COMMAND_WRITERS;
+/// Writers of the figure where commands outnumber the connections: 4 per
+/// connection of the same 8-connection pool.
+const CROWDED_WRITERS: usize = 32;
 /// Each command writer takes turns over this many aggregates of its own, all
 /// kept warm by the repository.
 const AGGREGATES_PER_WRITER: usize = 64;
@@ -43,7 +49,10 @@ pub(super) async fn batched(database: &Database, turns: Turns) -> Result<Measure
 
 /// Single-event commands by 8 writers through one repository (load from
 /// its warm cache, decide, append), beside one 1-row insert per transaction
-/// on 8 connections; once per way of sending `NOTIFY`.
+/// on 8 connections; once per way of sending `NOTIFY`; then by 32 writers
+/// on the same 8 connections, where appends that wait for a lane commit
+/// together (group commit), beside the 1-row inserts of 32 writers on a
+/// connection each.
 pub(super) async fn commands(
     database: &Database,
     turns: Turns,
@@ -51,26 +60,41 @@ pub(super) async fn commands(
     let raw = raw_schema(database, "raw_commands").await?;
     let insert = render(include_str!("../../../sql/insert_one.sql"), &raw);
     let mut measurements = Vec::new();
-    for (notify, label) in [
-        (Notify::AfterCommit, "NOTIFY after commit, the default"),
-        (Notify::InTransaction, "NOTIFY in the transaction"),
-        (Notify::Off, "no NOTIFY"),
+    for (writers, notify, label) in [
+        (
+            COMMAND_WRITERS,
+            Notify::AfterCommit,
+            "NOTIFY after commit, the default",
+        ),
+        (
+            COMMAND_WRITERS,
+            Notify::InTransaction,
+            "NOTIFY in the transaction",
+        ),
+        (COMMAND_WRITERS, Notify::Off, "no NOTIFY"),
+        (
+            CROWDED_WRITERS,
+            Notify::AfterCommit,
+            "on 8 connections, group commit",
+        ),
     ] {
         let store = database
             .store("commands", |config| {
-                config.with_pool_size(COMMAND_WRITERS).with_notify(notify)
+                config
+                    .with_pool_size(COMMAND_CONNECTIONS)
+                    .with_notify(notify)
             })
             .await
             .map_err(|error| error.to_string())?;
         let measured = interleaved(
             turns,
-            |window| raw_commands(database, &insert, window),
-            |window| repository_commands(&store, window),
+            |window| raw_commands(database, &insert, writers, window),
+            |window| repository_commands(&store, writers, window),
         )
         .await;
         measurements.push(Measurement::interleaved(
             SUITE,
-            format!("single-event commands, {COMMAND_WRITERS} writers ({label})"),
+            format!("single-event commands, {writers} writers ({label})"),
             measured,
             "commands/s",
         ));
@@ -199,10 +223,10 @@ impl<'a> Columns<'a> {
     }
 }
 
-async fn repository_commands(store: &PgEventStore, window: Window) -> f64 {
+async fn repository_commands(store: &PgEventStore, writers: usize, window: Window) -> f64 {
     let repository = Repository::<Account, _>::new(store.clone());
     let round = Uuid::now_v7();
-    throughput(COMMAND_WRITERS, window, |writer, tally| {
+    throughput(writers, window, |writer, tally| {
         let repository = repository.clone();
         async move {
             let ids: Vec<String> = (0..AGGREGATES_PER_WRITER)
@@ -223,9 +247,9 @@ async fn repository_commands(store: &PgEventStore, window: Window) -> f64 {
     .await
 }
 
-async fn raw_commands(database: &Database, insert: &str, window: Window) -> f64 {
+async fn raw_commands(database: &Database, insert: &str, writers: usize, window: Window) -> f64 {
     let round = Uuid::now_v7();
-    throughput(COMMAND_WRITERS, window, |writer, tally| {
+    throughput(writers, window, |writer, tally| {
         let connecting = database.connect();
         let insert = insert.to_owned();
         async move {
