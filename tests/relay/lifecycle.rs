@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use annals::OutboxShard;
+use annals::{GlobalPosition, OutboxShard};
 use annals_kafka::ShardRole;
 use annals_tests::kafka::{brokers, create_topic, unique_topic};
 
@@ -107,3 +107,56 @@ async fn status_reports_backlog_lag_and_progress<S: RelayStore>(store: S) {
     assert_exactly_once_in_order(brokers(), &topic, &name, 1, &written).await;
 }
 for_each_store!(status_reports_backlog_lag_and_progress);
+
+/// A relay that has published its whole backlog saves the checkpoint at
+/// once rather than at the next checkpoint interval, and pruning follows.
+async fn a_drained_backlog_is_checkpointed_and_pruned_at_once<S: RelayStore>(store: S) {
+    let topic = unique_topic("relay-drained");
+    create_topic(brokers(), &topic, 2).await;
+    let name = unique_name("drained");
+    let written = Writer::new(store.clone(), &topic, 20)
+        .write(3_000, 2, None)
+        .await;
+    let relay = relay(store.clone(), brokers(), &name)
+        .batch_size(500)
+        .prune_batch(500)
+        .checkpoint_interval(Duration::from_secs(3_600))
+        .start()
+        .unwrap();
+    wait_for_status(
+        &relay,
+        Duration::from_secs(30),
+        "the relay publishes the backlog",
+        |status| status.published() == 3_000,
+    )
+    .await;
+    wait_for_status(
+        &relay,
+        Duration::from_secs(10),
+        "the checkpoint is saved, an hour before the interval",
+        |status| {
+            let shard = &status.shards[0];
+            shard.checkpoint.is_some() && shard.checkpoint == shard.last_published
+        },
+    )
+    .await;
+    let started = tokio::time::Instant::now();
+    loop {
+        let left = store
+            .backlog(OutboxShard::ALL, GlobalPosition::START)
+            .await
+            .unwrap()
+            .messages;
+        if left == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{left} published records are still in the outbox"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    relay.stop().await;
+    assert_exactly_once_in_order(brokers(), &topic, &name, 1, &written).await;
+}
+for_each_store!(a_drained_backlog_is_checkpointed_and_pruned_at_once);

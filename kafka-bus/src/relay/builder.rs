@@ -123,7 +123,10 @@ impl<S: OutboxSource> OutboxRelayBuilder<S> {
         self
     }
 
-    /// How often the checkpoint is saved while publishing (default 100 ms).
+    /// How often the checkpoint is saved while publishing (default 100 ms),
+    /// and at once when every record sent is acked with at least a
+    /// [`prune_batch`](Self::prune_batch) of them behind the last save (a
+    /// drain's end: pruning follows without waiting for the interval).
     /// A crash republishes nothing either way; a longer interval only makes
     /// recovery read further back.
     pub fn checkpoint_interval(mut self, interval: Duration) -> Self {

@@ -56,6 +56,7 @@ enum Route {
 /// histogram.
 struct BatchMark {
     last: GlobalPosition,
+    records: usize,
     read_at: Instant,
 }
 
@@ -89,6 +90,9 @@ pub(super) struct Session<'a, S: OutboxSource> {
     parked_ids: Option<std::collections::HashSet<uuid::Uuid>>,
     store_backoff: Backoff,
     last_save: Instant,
+    /// Records of the batches acked whole since the checkpoint was last
+    /// saved.
+    unsaved: usize,
 }
 
 /// Starts reading the shard's outbox after `progress`, for the next
@@ -137,6 +141,7 @@ impl<'a, S: OutboxSource> Session<'a, S> {
             parked_ids: None,
             store_backoff: Backoff::new(settings.backoff_min, settings.backoff_max),
             last_save: Instant::now(),
+            unsaved: 0,
             context,
             lease,
             producer,
@@ -252,6 +257,7 @@ impl<'a, S: OutboxSource> Session<'a, S> {
         );
         self.batches.push_back(BatchMark {
             last: last.position,
+            records: records.len(),
             read_at,
         });
         self.publish(records).instrument(span).await
@@ -439,13 +445,17 @@ impl<'a, S: OutboxSource> Session<'a, S> {
     }
 
     /// Moves the progress to the acked prefix and saves the checkpoint when
-    /// due (every checkpoint interval, or at once when `force`).
+    /// due: every checkpoint interval, at once when `force`, and at once
+    /// when nothing is in flight while a prune batch or more waits behind
+    /// an unsaved checkpoint (the end of a drain: pruning need not wait
+    /// for the interval).
     async fn advance(&mut self, force: bool) -> Result<(), SessionEnd> {
         let done = self.window.done_through();
         if done > self.progress.done_through {
             self.progress.done_through = done;
             while self.batches.front().is_some_and(|batch| batch.last <= done) {
                 let batch = self.batches.pop_front().expect("checked above");
+                self.unsaved += batch.records;
                 self.context
                     .metrics
                     .batch_seconds
@@ -456,7 +466,9 @@ impl<'a, S: OutboxSource> Session<'a, S> {
                 .update(|status| status.last_published = Some(done));
             self.progress_sender.send_replace(self.progress);
         }
-        let due = force || self.last_save.elapsed() >= self.context.settings.checkpoint_interval;
+        let settings = &self.context.settings;
+        let idle_behind = self.window.in_flight() == 0 && self.unsaved >= settings.prune_batch;
+        let due = force || idle_behind || self.last_save.elapsed() >= settings.checkpoint_interval;
         if self.progress.saved < self.progress.done_through && due {
             self.save().await?;
         }
@@ -467,6 +479,8 @@ impl<'a, S: OutboxSource> Session<'a, S> {
         let context = self.context;
         let position = self.progress.done_through;
         self.last_save = Instant::now();
+        // A failed save is tried again at the next interval.
+        self.unsaved = 0;
         if !context.source.is_held(self.lease) {
             return Err(SessionEnd::LeaseLost);
         }
