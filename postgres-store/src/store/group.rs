@@ -1,14 +1,15 @@
 //! Group commit: lone appends that arrive while others are on their way
 //! share the next transaction.
 //!
-//! A lone append ([`EventStore::append`](annals::EventStore::append)) joins
-//! a queue. At most [`Config::with_append_lanes`](crate::Config::with_append_lanes)
-//! lanes take appends from it, each a task that sends what is queued as one
-//! transaction (`BEGIN`, one statement per append, `COMMIT`, in one round
-//! trip) and takes the next group when that one has committed. An append
-//! that finds a lane free goes at once, alone; under load, appends queue
-//! while the lanes are busy and go together, so that one commit, one WAL
-//! flush and one round trip serve many commands.
+//! A lone append ([`EventStore::append`](annals::EventStore::append)) takes
+//! one of at most [`Config::with_append_lanes`](crate::Config::with_append_lanes)
+//! lanes. One that finds a lane free and nothing queued goes at once, alone,
+//! from its caller's task. Appends that arrive while every lane is busy
+//! queue; the next lane to come free passes to a task that sends what is
+//! queued as one transaction (`BEGIN`, one statement per append, `COMMIT`,
+//! in one round trip) and takes the next group when that one has
+//! committed. Under load one commit, one WAL flush and one round trip thus
+//! serve many commands.
 //!
 //! Each append stays atomic and keeps its outcome of its own:
 //!
@@ -25,9 +26,9 @@
 //!   append of the group fails with the same retriable error, as a lone
 //!   append would (a command id makes trying again safe).
 //!
-//! The lanes are spawned tasks, so that an append goes on when its caller
-//! stops waiting for it, as it would once sent, and a caller that gives up
-//! never takes the others of its group with it.
+//! Queued appends are sent by spawned tasks, so that an append goes on when
+//! its caller stops waiting for it, as it would once sent, and a caller
+//! that gives up never takes the others of its group with it.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
