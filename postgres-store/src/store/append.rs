@@ -14,7 +14,7 @@ use super::call::{AppendCall, Calls};
 use super::{PgEventStore, rows};
 use crate::Notify;
 use crate::error::{backend, corrupt, pool};
-use crate::schema::Refusal;
+use crate::schema::{AppendStatements, Refusal};
 
 /// The SQLSTATE `refuse_append` raises on a version conflict, with the
 /// actual version in DETAIL (see migrations/0002_refuse_append.sql). Class
@@ -166,33 +166,12 @@ impl PgEventStore {
             };
             return outcomes(vec![result], calls);
         }
-        let mut prepared = Vec::with_capacity(calls.len());
-        for call in calls {
-            let sql = statements.get(call.step, call.shape, Refusal::Within, call.notifies());
-            prepared.push(
-                client
-                    .prepare_typed_cached(sql, &LEADING_TYPES)
-                    .await
-                    .map_err(around)?,
-            );
-        }
-        let params: Vec<_> = calls.iter().map(|call| call.params()).collect();
-        let begin = client.prepare_cached("BEGIN").await.map_err(around)?;
-        let commit = client.prepare_cached("COMMIT").await.map_err(around)?;
-        let client: &tokio_postgres::Client = &client;
-        let mut sent: Vec<(&Statement, &[&(dyn ToSql + Sync)])> = vec![(&begin, &[])];
-        sent.extend(
-            prepared
-                .iter()
-                .zip(&params)
-                .map(|(statement, params)| (statement, &params[..])),
-        );
-        sent.push((&commit, &[]));
-        let mut results = send_in_order(client, &sent).await;
-        let committed = results.pop().expect("COMMIT was sent");
-        results.remove(0).map_err(around)?;
-        let outcomes = outcomes(results, calls)?;
-        committed.map_err(around)?;
+        let sent = send_transaction(&client, calls, statements, Refusal::Within)
+            .await
+            .map_err(around)?;
+        sent.begun.map_err(around)?;
+        let outcomes = outcomes(sent.statements, calls)?;
+        sent.committed.map_err(around)?;
         Ok(outcomes)
     }
 
@@ -276,6 +255,52 @@ impl PgEventStore {
             .map_err(backend)?;
         row.map(|row| row.try_get(0).map_err(backend)).transpose()
     }
+}
+
+/// The answers to a transaction sent whole.
+pub(super) struct SentTransaction {
+    pub(super) begun: Result<Option<Row>, tokio_postgres::Error>,
+    /// One per call, in order.
+    pub(super) statements: Vec<Result<Option<Row>, tokio_postgres::Error>>,
+    /// A failed statement turns `COMMIT` into a rollback without an error:
+    /// the statements' answers say whether the transaction was written.
+    pub(super) committed: Result<Option<Row>, tokio_postgres::Error>,
+}
+
+/// Sends `BEGIN`, the statement of each call (refusing as `refusal` says)
+/// and `COMMIT` together, in one round trip (see [`send_in_order`]); fails
+/// only when a statement cannot be prepared.
+pub(super) async fn send_transaction(
+    client: &deadpool_postgres::Client,
+    calls: &[&AppendCall<'_>],
+    statements: &AppendStatements,
+    refusal: Refusal,
+) -> Result<SentTransaction, tokio_postgres::Error> {
+    let mut prepared = Vec::with_capacity(calls.len());
+    for call in calls {
+        let sql = statements.get(call.step, call.shape, refusal, call.notifies());
+        prepared.push(client.prepare_typed_cached(sql, &LEADING_TYPES).await?);
+    }
+    let params: Vec<_> = calls.iter().map(|call| call.params()).collect();
+    let begin = client.prepare_cached("BEGIN").await?;
+    let commit = client.prepare_cached("COMMIT").await?;
+    let client: &tokio_postgres::Client = client;
+    let mut sent: Vec<(&Statement, &[&(dyn ToSql + Sync)])> = vec![(&begin, &[])];
+    sent.extend(
+        prepared
+            .iter()
+            .zip(&params)
+            .map(|(statement, params)| (statement, &params[..])),
+    );
+    sent.push((&commit, &[]));
+    let mut results = send_in_order(client, &sent).await;
+    let committed = results.pop().expect("COMMIT was sent");
+    let begun = results.remove(0);
+    Ok(SentTransaction {
+        begun,
+        statements: results,
+        committed,
+    })
 }
 
 /// Sends every statement before awaiting any answer (see

@@ -38,10 +38,9 @@ use annals::{AppendOutcome, AppendRequest, Error};
 use futures::future::join_all;
 use tokio::sync::oneshot;
 use tokio_postgres::Row;
-use tokio_postgres::types::ToSql;
 
 use super::PgEventStore;
-use super::append::{LEADING_TYPES, record, send_in_order};
+use super::append::{record, send_transaction};
 use super::call::{AppendCall, Calls};
 use super::rows;
 use crate::Notify;
@@ -338,39 +337,17 @@ impl PgEventStore {
                 GroupFailure::Unknown(Arc::new(error))
             }
         };
-        let statements = &self.inner.sql.append;
-        let mut prepared = Vec::with_capacity(calls.len());
-        for (_, call) in calls {
-            let sql = statements.get(call.step, call.shape, Refusal::After, call.notifies());
-            prepared.push(
-                client
-                    .prepare_typed_cached(sql, &LEADING_TYPES)
-                    .await
-                    .map_err(failed)?,
-            );
-        }
-        let params: Vec<Vec<&(dyn ToSql + Sync)>> =
-            calls.iter().map(|(_, call)| call.params()).collect();
-        let begin = client.prepare_cached("BEGIN").await.map_err(failed)?;
-        let commit = client.prepare_cached("COMMIT").await.map_err(failed)?;
-        let client: &tokio_postgres::Client = &client;
-        let mut sent = vec![(&begin, &[][..])];
-        sent.extend(
-            prepared
-                .iter()
-                .zip(&params)
-                .map(|(statement, params)| (statement, &params[..])),
-        );
-        sent.push((&commit, &[]));
-        // A failed statement turns COMMIT into a rollback without an error:
-        // the statements' answers say whether the group was written.
-        let mut results = send_in_order(client, &sent).await.into_iter();
-        results.next().expect("BEGIN was sent").map_err(failed)?;
-        let mut rows = Vec::with_capacity(calls.len());
-        for result in results.by_ref().take(calls.len()) {
-            rows.push(result.map_err(failed)?);
-        }
-        results.next().expect("COMMIT was sent").map_err(failed)?;
+        let calls: Vec<&AppendCall<'_>> = calls.iter().map(|(_, call)| call).collect();
+        let sent = send_transaction(&client, &calls, &self.inner.sql.append, Refusal::After)
+            .await
+            .map_err(failed)?;
+        sent.begun.map_err(failed)?;
+        let rows = sent
+            .statements
+            .into_iter()
+            .map(|result| result.map_err(failed))
+            .collect::<Result<Vec<_>, _>>()?;
+        sent.committed.map_err(failed)?;
         Ok(rows)
     }
 }
