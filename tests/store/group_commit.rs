@@ -13,7 +13,9 @@ use annals_postgres::tokio_postgres::Client;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::common::{TestStore, connect, database_url, eventually, fresh_store_with};
+use crate::common::{
+    TestStore, connect, database_url, eventually, fresh_store_with, wait_for_one_lock_wait,
+};
 
 /// A store whose lone appends have one lane.
 async fn one_lane_store() -> TestStore {
@@ -46,26 +48,7 @@ async fn hold_the_lane(store: &TestStore) -> (Client, JoinHandle<Result<AppendOu
                 .await
         }
     });
-    let application_name = store.schema().application_name();
-    eventually(
-        Duration::from_secs(10),
-        "the append waits on the lock",
-        || {
-            let (blocker, application_name) = (&blocker, &application_name);
-            async move {
-                let row = blocker
-                    .query_one(
-                        "SELECT count(*) FROM pg_stat_activity \
-                     WHERE application_name = $1 AND wait_event_type = 'Lock'",
-                        &[application_name],
-                    )
-                    .await
-                    .unwrap();
-                row.get::<_, i64>(0) == 1
-            }
-        },
-    )
-    .await;
+    wait_for_one_lock_wait(&blocker, store).await;
     (blocker, append)
 }
 

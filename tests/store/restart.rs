@@ -10,7 +10,9 @@ use annals::{AppendRequest, EventStore, ExpectedVersion, GlobalPosition, OutboxR
 use futures::TryStreamExt;
 use uuid::Uuid;
 
-use crate::common::{TestStore, connect, database_url, eventually, fresh_store, second_store};
+use crate::common::{
+    TestStore, connect, database_url, eventually, fresh_store, second_store, wait_for_one_lock_wait,
+};
 
 /// Terminates every backend of `store`'s connections; returns how many.
 async fn kill_connections(store: &TestStore) -> i64 {
@@ -76,27 +78,7 @@ async fn an_append_cut_off_mid_statement_fails_retriably_and_succeeds_after() {
         async move { store.append(request).await }
     });
     let observer = connect(database_url()).await.unwrap();
-    let application_name = store.schema().application_name();
-    eventually(
-        Duration::from_secs(10),
-        "the append waits on the lock",
-        || {
-            let observer = &observer;
-            let application_name = &application_name;
-            async move {
-                let row = observer
-                    .query_one(
-                        "SELECT count(*) FROM pg_stat_activity \
-                     WHERE application_name = $1 AND wait_event_type = 'Lock'",
-                        &[application_name],
-                    )
-                    .await
-                    .unwrap();
-                row.get::<_, i64>(0) == 1
-            }
-        },
-    )
-    .await;
+    wait_for_one_lock_wait(&observer, &store).await;
     assert!(kill_connections(&store).await >= 1);
     let error = waiting.await.unwrap().unwrap_err();
     assert!(error.is_retriable(), "{error:?}");

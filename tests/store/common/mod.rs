@@ -165,3 +165,31 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Waits until one connection of `store` waits on a lock (another session
+/// holds a row it writes), watching through `observer`.
+pub(crate) async fn wait_for_one_lock_wait(
+    observer: &annals_postgres::tokio_postgres::Client,
+    store: &TestStore,
+) {
+    let application_name = store.schema().application_name();
+    eventually(
+        Duration::from_secs(10),
+        "an append waits on the lock",
+        || {
+            let application_name = &application_name;
+            async move {
+                let row = observer
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity \
+                         WHERE application_name = $1 AND wait_event_type = 'Lock'",
+                        &[application_name],
+                    )
+                    .await
+                    .unwrap();
+                row.get::<_, i64>(0) == 1
+            }
+        },
+    )
+    .await;
+}
