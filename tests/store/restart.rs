@@ -11,7 +11,8 @@ use futures::TryStreamExt;
 use uuid::Uuid;
 
 use crate::common::{
-    TestStore, connect, database_url, eventually, fresh_store, second_store, wait_for_one_lock_wait,
+    TestStore, connect, database_url, eventually, fresh_store, fresh_store_with, second_store,
+    wait_for_one_lock_wait,
 };
 
 /// Terminates every backend of `store`'s connections; returns how many.
@@ -94,11 +95,34 @@ async fn an_append_cut_off_mid_statement_fails_retriably_and_succeeds_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writers_survive_connections_killed_mid_run_with_nothing_half_written() {
-    const WRITERS: usize = 4;
+    let (commands, transactions) = survive_kills(fresh_store().await, 4).await;
+    assert_eq!(
+        transactions, commands,
+        "each command in a transaction of its own"
+    );
+}
+
+/// The same with appends committed in groups: 12 writers on one lane, so
+/// that kills cut off groups (their appends fail alike and are retried) and
+/// retried commands that had landed roll back the group they join.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn grouped_writers_survive_connections_killed_mid_run_with_nothing_half_written() {
+    let store = fresh_store_with(|config| config.with_pool_size(3).with_append_lanes(1)).await;
+    let (commands, transactions) = survive_kills(store, 12).await;
+    assert!(
+        transactions < commands,
+        "{transactions} transactions for {commands} commands: groups formed"
+    );
+}
+
+/// `writers` writers append 150 commands each, retrying each until it
+/// lands, while the store's connections are killed again and again; then
+/// every command's events are stored exactly once. Returns how many
+/// commands were written, and in how many transactions.
+async fn survive_kills(store: TestStore, writers_count: usize) -> (usize, usize) {
     const COMMANDS: usize = 150;
-    let store = fresh_store().await;
     let mut writers = Vec::new();
-    for writer in 0..WRITERS {
+    for writer in 0..writers_count {
         let store = store.clone();
         writers.push(tokio::spawn(async move {
             let mut requests = Vec::new();
@@ -179,7 +203,7 @@ async fn writers_survive_connections_killed_mid_run_with_nothing_half_written() 
             .expect("every command recorded");
         assert_eq!(outcome.last_version - outcome.first_version, 1);
     }
-    for writer in 0..WRITERS {
+    for writer in 0..writers_count {
         for part in 0..3 {
             let id = stream(&format!("writer-{writer}-{part}"));
             let events: Vec<_> =
@@ -192,6 +216,8 @@ async fn writers_survive_connections_killed_mid_run_with_nothing_half_written() 
             );
         }
     }
+    let transactions: HashSet<u64> = stored.iter().map(|event| event.position.commit).collect();
+    (requests.len(), transactions.len())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
