@@ -7,6 +7,7 @@ use std::time::Duration;
 use annals::{GlobalPosition, OutboxShard};
 use annals_kafka::ShardRole;
 use annals_tests::kafka::{brokers, create_topic, unique_topic};
+use annals_tests::wait::eventually;
 
 use crate::common::{
     FlakySource, RelayStore, Writer, assert_exactly_once_in_order, for_each_store, relay,
@@ -140,22 +141,15 @@ async fn a_drained_backlog_is_checkpointed_and_pruned_at_once<S: RelayStore>(sto
         },
     )
     .await;
-    let started = tokio::time::Instant::now();
-    loop {
-        let left = store
-            .backlog(OutboxShard::ALL, GlobalPosition::START)
-            .await
-            .unwrap()
-            .messages;
-        if left == 0 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{left} published records are still in the outbox"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        "the published records are pruned",
+        || async {
+            let left = store.backlog(OutboxShard::ALL, GlobalPosition::START).await;
+            left.unwrap().messages == 0
+        },
+    )
+    .await;
     relay.stop().await;
     assert_exactly_once_in_order(brokers(), &topic, &name, 1, &written).await;
 }

@@ -13,6 +13,7 @@ use annals_postgres::{Config, PgEventStore};
 use uuid::Uuid;
 
 pub(crate) use annals_tests::postgres::{Schema, connect, database_url};
+pub(crate) use annals_tests::wait::eventually;
 
 /// A [`PgEventStore`] in a schema of its own, dropped at the end of the test.
 #[derive(Debug, Clone)]
@@ -146,23 +147,6 @@ impl OutboxReader for TestStore {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<OutboxRecord>, annals::Error>> + Send {
         self.store.read_outbox(after, limit)
-    }
-}
-
-/// Waits until `condition` holds, polling every few milliseconds, and fails
-/// the test when it does not within `deadline`.
-pub(crate) async fn eventually<F, Fut>(deadline: Duration, what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let started = tokio::time::Instant::now();
-    while !condition().await {
-        assert!(
-            started.elapsed() < deadline,
-            "{what}: not within {deadline:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
