@@ -127,29 +127,49 @@ impl AppendStatements {
             include_str!("../sql/append/stream_exists.sql"),
             include_str!("../sql/append/stream_existing.sql"),
         ];
-        // With the channel, the last parameter of each shape.
+        let event = include_str!("../sql/append/write_event.sql").trim_end();
+        let event_answer = format!("answer AS (\n{event}\n)");
+        // Each shape's write as CTEs ending in `answer`, and its channel: the
+        // shape's last parameter.
         let writes = [
-            (include_str!("../sql/append/write_event.sql"), "$13"),
-            (include_str!("../sql/append/write_batch.sql"), "$25"),
+            (Shape::Event, event_answer.as_str(), "$13"),
+            (
+                Shape::Batch,
+                include_str!("../sql/append/write_batch.sql").trim_end(),
+                "$25",
+            ),
         ];
-        let refusals = ["", include_str!("../sql/append/refuse_in_unit.sql")];
+        let refusals = [
+            (Refusal::After, ""),
+            (
+                Refusal::Within,
+                include_str!("../sql/append/refuse_in_unit.sql"),
+            ),
+        ];
         let answers = [
-            include_str!("../sql/append/answer.sql"),
-            include_str!("../sql/append/answer_notify.sql"),
+            (false, include_str!("../sql/append/answer.sql").trim_end()),
+            (
+                true,
+                include_str!("../sql/append/answer_notify.sql").trim_end(),
+            ),
         ];
+        // In the order `get` indexes them.
         let mut statements = Vec::with_capacity(32);
         for step in steps {
-            for (write, channel) in writes {
-                for refusal in refusals {
-                    for answer in answers {
-                        let sql = format!(
-                            "WITH\n{},\n{}\n{}\n{}",
-                            step.trim_end(),
-                            write.trim_end(),
-                            answer.trim_end(),
-                            refusal
-                        )
-                        .replace("{channel}", channel);
+            let step = step.trim_end();
+            for (shape, write, channel) in writes {
+                for (refusal, refuse) in refusals {
+                    for (notify, answer) in answers {
+                        // A single event that neither refuses within nor
+                        // notifies needs no `answer` around its INSERT: the
+                        // INSERT is the statement, one CTE and one scan
+                        // fewer for the server to set up at every append.
+                        let sql = if shape == Shape::Event && refusal == Refusal::After && !notify {
+                            format!("WITH\n{step}\n{event}")
+                        } else {
+                            format!("WITH\n{step},\n{write}\n{answer}\n{refuse}")
+                                .replace("{channel}", channel)
+                        };
                         statements.push(schema.statement(&sql));
                     }
                 }
@@ -343,6 +363,11 @@ mod tests {
                             refusal == Refusal::Within,
                             "{what}"
                         );
+                        // Only a lone single event without NOTIFY is its
+                        // INSERT; the others answer from the CTE `answer`.
+                        let bare = shape == Shape::Event && refusal == Refusal::After && !notify;
+                        assert_eq!(!sql.contains("answer AS ("), bare, "{what}");
+                        assert_eq!(sql.contains(")\nINSERT INTO"), bare, "{what}");
                     }
                 }
             }
