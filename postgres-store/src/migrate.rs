@@ -45,6 +45,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "outbox_json",
         sql: include_str!("../migrations/0006_outbox_json.sql"),
     },
+    Migration {
+        version: 7,
+        name: "streams_without_check",
+        sql: include_str!("../migrations/0007_streams_without_check.sql"),
+    },
 ];
 
 /// What one migration run did.
