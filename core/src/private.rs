@@ -1,10 +1,7 @@
 //! Items the macros' generated code reaches. Not a public API.
 
-use std::collections::HashMap;
-
 use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, Visitor};
 use serde::{Deserialize as _, Deserializer, Serialize};
-use serde_json::value::RawValue;
 
 pub use crate::{DomainEvent, EventType, Payload, Upcasters};
 pub use serde_json;
@@ -12,18 +9,44 @@ pub use tokio;
 
 /// Encodes an externally tagged enum value as the payload of its variant
 /// (`{"Variant": payload}` becomes `payload`; a unit variant becomes `null`).
+///
+/// One serialisation: serde_json writes the compact `{"Variant":payload}`,
+/// and the payload is cut out of that text in place. The cut is checked to
+/// be one JSON value, so an enum that is not externally tagged (an
+/// internally tagged one writes `{"type":"Variant",...}`) is an error, not a
+/// wrong payload.
 pub fn encode_variant<T: Serialize>(value: &T) -> Result<Payload, serde_json::Error> {
-    let text = serde_json::to_string(value)?;
+    let mut text = serde_json::to_string(value)?;
     if text.starts_with('"') {
         return Payload::from_json("null".to_owned());
     }
-    let tagged: HashMap<String, &RawValue> = serde_json::from_str(&text)?;
-    match tagged.into_values().next() {
-        Some(payload) => Ok(payload.to_owned().into()),
-        None => Err(de::Error::custom(
-            "an event enum serialised to an empty map",
-        )),
+    let start = variant_payload_start(&text).ok_or_else(|| {
+        <serde_json::Error as de::Error>::custom(
+            "an event enum must serialise externally tagged, as {\"Variant\": payload}",
+        )
+    })?;
+    text.truncate(text.len() - 1);
+    text.drain(..start);
+    Payload::from_json(text)
+}
+
+/// Where the payload starts in serde_json's compact `{"Variant":payload}`:
+/// after the key's closing quote (escapes skipped) and the colon; `None`
+/// when `text` is not an object with a key and a closing brace.
+fn variant_payload_start(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    if !text.starts_with("{\"") || !text.ends_with('}') {
+        return None;
     }
+    let mut index = 2;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'\\' => index += 2,
+            b'"' => break,
+            _ => index += 1,
+        }
+    }
+    (bytes.get(index + 1) == Some(&b':') && index + 2 < bytes.len() - 1).then_some(index + 2)
 }
 
 /// Encodes a struct event: its whole JSON is the payload.
@@ -185,6 +208,40 @@ mod tests {
             r#"{"x":-1,"y":null}"#,
         );
         round_trip(Sample::Renamed(9), "renamed", "9");
+    }
+
+    #[test]
+    fn encoding_cuts_the_payload_after_an_escaped_variant_name() {
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        enum Odd {
+            #[serde(rename = "say \"hi\":{")]
+            Quoted { text: String },
+        }
+        let value = Odd::Quoted {
+            text: "}\"".into(),
+        };
+        let encoded = encode_variant(&value).unwrap();
+        assert_eq!(encoded.get(), r#"{"text":"}\""}"#);
+        let decoded: Odd = decode_variant("say \"hi\":{", encoded.get()).unwrap();
+        assert_eq!(decoded, value);
+    }
+
+    #[test]
+    fn encoding_refuses_an_enum_that_is_not_externally_tagged() {
+        #[derive(Serialize)]
+        #[serde(tag = "type")]
+        enum Internal {
+            Made { id: u32 },
+        }
+        #[derive(Serialize)]
+        #[serde(untagged)]
+        enum Untagged {
+            Plain(u32),
+            Object { a: u32, b: u32 },
+        }
+        assert!(encode_variant(&Internal::Made { id: 1 }).is_err());
+        assert!(encode_variant(&Untagged::Object { a: 1, b: 2 }).is_err());
+        assert!(encode_variant(&Untagged::Plain(1)).is_err());
     }
 
     #[test]
