@@ -197,7 +197,12 @@ impl AppendRequest {
                 ),
             ));
         }
-        let mut ids = HashSet::with_capacity(self.events.len());
+        // Most appends hold one event: no set of ids to build for those.
+        let mut ids = HashSet::with_capacity(if self.events.len() > 1 {
+            self.events.len()
+        } else {
+            0
+        });
         for (index, event) in self.events.iter().enumerate() {
             let what = || format!("event #{index} ({})", event.event_type);
             validate_type_name(&event.event_type).map_err(|reason| {
@@ -209,7 +214,7 @@ impl AppendRequest {
                     format!("{}: schema versions start at 1", what()),
                 ));
             }
-            if !ids.insert(event.event_id) {
+            if self.events.len() > 1 && !ids.insert(event.event_id) {
                 return Err(Error::invalid_append(
                     stream,
                     format!("{}: event id {} appears twice", what(), event.event_id),
@@ -241,6 +246,9 @@ impl AppendRequest {
     /// each stream and each command id at most once. Stores call it before
     /// writing anything.
     pub fn validate_unit(requests: &[AppendRequest], limits: &Limits) -> Result<(), Error> {
+        if let [request] = requests {
+            return request.validate(limits);
+        }
         let mut streams = HashSet::with_capacity(requests.len());
         let mut commands = HashSet::with_capacity(requests.len());
         for request in requests {
@@ -287,6 +295,9 @@ fn check_metadata(
     metadata: &crate::Metadata,
     limits: &Limits,
 ) -> Result<(), Error> {
+    if metadata_size_bound(metadata) <= limits.max_metadata_bytes {
+        return Ok(());
+    }
     let size = serde_json::to_vec(metadata)
         .map_err(|source| Error::Encode {
             what: "metadata".to_owned(),
@@ -304,6 +315,24 @@ fn check_metadata(
         ));
     }
     Ok(())
+}
+
+/// At least as many bytes as `metadata` takes as JSON, found without
+/// writing it: field names, punctuation and ids take under 256 bytes, and
+/// an escaped character at most 6 bytes per byte (`\u00XX`). Most metadata
+/// is far below the limit by this bound, and is not serialised to measure.
+fn metadata_size_bound(metadata: &crate::Metadata) -> usize {
+    let texts = [&metadata.tenant, &metadata.user, &metadata.traceparent]
+        .into_iter()
+        .flatten()
+        .map(String::len)
+        .sum::<usize>()
+        + metadata
+            .headers
+            .iter()
+            .map(|(name, value)| name.len() + value.len())
+            .sum::<usize>();
+    256 + 6 * texts + 6 * metadata.headers.len()
 }
 
 /// What an append wrote, or for a repeated command id, what the first append
@@ -508,5 +537,67 @@ pub trait EventStore: Clone + Send + Sync + 'static {
             }
             Ok(GlobalBacklog::new(limit, true, None))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::Metadata;
+
+    fn metadata_with_header(value: &str) -> Metadata {
+        Metadata {
+            command_id: Some(Uuid::now_v7()),
+            correlation_id: Some(Uuid::now_v7()),
+            causation_id: Some(Uuid::now_v7()),
+            tenant: Some("tenant-\u{1}".to_owned()),
+            user: Some("ünïcode \"user\"".to_owned()),
+            traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned()),
+            headers: BTreeMap::from([("h\n".to_owned(), value.to_owned())]),
+        }
+    }
+
+    fn json_len(metadata: &Metadata) -> usize {
+        serde_json::to_vec(metadata).unwrap().len()
+    }
+
+    #[test]
+    fn the_size_bound_is_never_below_the_json_size() {
+        for value in ["", "plain", "\u{0}\u{1f}\"\\", "ü€😀"] {
+            let metadata = metadata_with_header(&value.repeat(50));
+            assert!(metadata_size_bound(&metadata) >= json_len(&metadata));
+        }
+        let empty = Metadata::default();
+        assert!(metadata_size_bound(&empty) >= json_len(&empty));
+    }
+
+    #[test]
+    fn metadata_is_refused_one_byte_over_its_limit_and_kept_at_it() {
+        let stream = StreamId::new("limits-1").unwrap();
+        let metadata = metadata_with_header(&"\u{1}".repeat(200));
+        let size = json_len(&metadata);
+        let at = Limits::default().with_max_metadata_bytes(size);
+        assert!(check_metadata(&stream, String::new, &metadata, &at).is_ok());
+        let below = Limits::default().with_max_metadata_bytes(size - 1);
+        let error = check_metadata(&stream, String::new, &metadata, &below).unwrap_err();
+        assert!(matches!(error, Error::InvalidAppend { .. }), "{error:?}");
+    }
+
+    #[test]
+    fn a_repeated_event_id_is_refused_and_a_lone_event_needs_no_set() {
+        let stream = StreamId::new("limits-2").unwrap();
+        let event = NewEvent::raw(
+            "Added",
+            1,
+            Payload::encode(&1).unwrap(),
+            Metadata::default(),
+        );
+        let lone = AppendRequest::new(stream.clone(), ExpectedVersion::Any).event(event.clone());
+        assert!(lone.validate(&Limits::default()).is_ok());
+        let twice = AppendRequest::new(stream, ExpectedVersion::Any).events([event.clone(), event]);
+        let error = twice.validate(&Limits::default()).unwrap_err();
+        assert!(error.to_string().contains("appears twice"), "{error}");
     }
 }

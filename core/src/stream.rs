@@ -42,7 +42,11 @@ impl StreamId {
         if id.is_empty() {
             return Err(invalid_stream_id(id, "the aggregate id is empty"));
         }
-        Self::new(format!("{aggregate_type}-{id}"))
+        let mut stream = String::with_capacity(aggregate_type.len() + 1 + id.len());
+        stream.push_str(aggregate_type);
+        stream.push('-');
+        stream.push_str(id);
+        Self::new(stream)
     }
 
     /// The id as text.
