@@ -217,9 +217,7 @@ mod tests {
             #[serde(rename = "say \"hi\":{")]
             Quoted { text: String },
         }
-        let value = Odd::Quoted {
-            text: "}\"".into(),
-        };
+        let value = Odd::Quoted { text: "}\"".into() };
         let encoded = encode_variant(&value).unwrap();
         assert_eq!(encoded.get(), r#"{"text":"}\""}"#);
         let decoded: Odd = decode_variant("say \"hi\":{", encoded.get()).unwrap();
