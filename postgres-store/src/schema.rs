@@ -128,7 +128,11 @@ impl AppendStatements {
             include_str!("../sql/append/stream_existing.sql"),
         ];
         let event = include_str!("../sql/append/write_event.sql").trim_end();
-        let event_answer = format!("answer AS (\n{event}\n)");
+        let event_written = include_str!("../sql/append/event_written.sql").trim_end();
+        let event_answer = format!(
+            "answer AS (\n{event}\n{}\n)",
+            include_str!("../sql/append/event_answer.sql").trim_end()
+        );
         // Each shape's write as CTEs ending in `answer`, and its channel: the
         // shape's last parameter.
         let writes = [
@@ -163,9 +167,11 @@ impl AppendStatements {
                         // A single event that neither refuses within nor
                         // notifies needs no `answer` around its INSERT: the
                         // INSERT is the statement, one CTE and one scan
-                        // fewer for the server to set up at every append.
+                        // fewer for the server to set up at every append,
+                        // and it answers with the three columns that say
+                        // what was written.
                         let sql = if shape == Shape::Event && refusal == Refusal::After && !notify {
-                            format!("WITH\n{step}\n{event}")
+                            format!("WITH\n{step}\n{event}\n{event_written}")
                         } else {
                             format!("WITH\n{step},\n{write}\n{answer}\n{refuse}")
                                 .replace("{channel}", channel)
@@ -368,6 +374,11 @@ mod tests {
                         let bare = shape == Shape::Event && refusal == Refusal::After && !notify;
                         assert_eq!(!sql.contains("answer AS ("), bare, "{what}");
                         assert_eq!(sql.contains(")\nINSERT INTO"), bare, "{what}");
+                        assert_eq!(
+                            sql.ends_with("RETURNING stream_version, tx_id, position\n"),
+                            bare,
+                            "{what}"
+                        );
                     }
                 }
             }

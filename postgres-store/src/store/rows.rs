@@ -102,8 +102,20 @@ fn outcome_columns(
 /// The row of an append statement: `is_duplicate, stream_id,
 /// first_version, last_version, tx_id, last_position`; the stream is only
 /// returned for a duplicate (whose first append may have been to another
-/// stream).
+/// stream). A lone single-event statement, which can only have written,
+/// answers with the three columns `stream_version, tx_id, position`
+/// (`sql/append/event_written.sql`).
 pub(super) fn append_outcome(row: &Row, stream: &StreamId) -> Result<AppendOutcome, annals::Error> {
+    if row.len() == 3 {
+        let version = unsigned(column(row, 0)?, "version")?;
+        return Ok(AppendOutcome {
+            stream: stream.clone(),
+            first_version: version,
+            last_version: version,
+            last_position: position(row, 1, 2)?,
+            duplicate: false,
+        });
+    }
     let duplicate: bool = column(row, 0)?;
     let stream = if duplicate {
         stream_id(column(row, 1)?)?
