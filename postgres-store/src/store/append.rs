@@ -37,6 +37,17 @@ pub(super) const LEADING_TYPES: [Type; 2] = [Type::TEXT, Type::INT8];
 /// The types of the parameters of `refuse.sql`.
 const REFUSAL_TYPES: [Type; 3] = [Type::TEXT, Type::INT8, Type::UUID];
 
+/// What follows a failed attempt.
+enum Next {
+    /// Try again at once.
+    Again,
+    /// The call at this index (of those attempted) is a command that ran
+    /// already: its first outcome.
+    Found(usize, AppendOutcome),
+    /// The append fails.
+    Fail(Error),
+}
+
 /// Why an attempt failed.
 pub(super) enum Failure {
     Pool(deadpool_postgres::PoolError),
@@ -62,7 +73,9 @@ impl Failure {
 }
 
 impl PgEventStore {
-    /// Appends `requests` in one transaction; outcomes in request order.
+    /// Appends `request` alone, in autocommit (one statement, one round
+    /// trip on the common path): the path of every command, kept free of
+    /// what only units need.
     ///
     /// The statements do not look the command ids up before writing: most
     /// commands are new, and the lookup would cost every append an index
@@ -70,17 +83,44 @@ impl PgEventStore {
     /// write the stream row (`refuse_append` answers with the first
     /// outcome), or else when the statement fails on the event ids or on the
     /// command id its last event claims; then its first outcome is looked
-    /// up, and a unit is tried again without it.
+    /// up.
+    pub(super) async fn append_one(&self, request: &AppendRequest) -> Result<AppendOutcome, Error> {
+        let started = Instant::now();
+        let call = AppendCall::checked(request, &self.inner.limits, self.notify_channel())?;
+        let mut attempts = 1;
+        let outcome = loop {
+            let failure = match self.attempt_one(&call).await {
+                Ok(outcome) => break outcome,
+                Err(failure) => failure,
+            };
+            match self.after(failure, &[&call], &mut attempts, started).await {
+                Next::Again => {}
+                Next::Found(_, first) => break first,
+                Next::Fail(error) => return Err(error),
+            }
+        };
+        self.written(
+            started,
+            (!outcome.duplicate).then_some(outcome.last_position.commit),
+        );
+        Ok(outcome)
+    }
+
+    /// Appends `requests` in one transaction; outcomes in request order.
+    /// As in [`PgEventStore::append_one`], a command that ran already is
+    /// found when its statement fails; the unit is then tried again without
+    /// it.
     pub(super) async fn append_unit(
         &self,
         requests: Vec<AppendRequest>,
     ) -> Result<Vec<AppendOutcome>, Error> {
-        if requests.is_empty() {
-            return Ok(Vec::new());
+        match requests.as_slice() {
+            [] => return Ok(Vec::new()),
+            [request] => return Ok(vec![self.append_one(request).await?]),
+            _ => {}
         }
         let started = Instant::now();
-        let channel = (self.inner.notify == Notify::InTransaction).then(|| self.channel());
-        let calls = Calls::new(&requests, &self.inner.limits, channel)?;
+        let calls = Calls::new(&requests, &self.inner.limits, self.notify_channel())?;
         let mut outcomes: Vec<Option<AppendOutcome>> = vec![None; calls.calls.len()];
         let mut attempts = 1;
         loop {
@@ -92,7 +132,7 @@ impl PgEventStore {
             }
             let attempted: Vec<&AppendCall<'_>> =
                 pending.iter().map(|&index| &calls.calls[index]).collect();
-            let failure = match self.attempt(&attempted).await {
+            let failure = match self.attempt_unit(&attempted).await {
                 Ok(written) => {
                     for (index, outcome) in pending.into_iter().zip(written) {
                         outcomes[index] = Some(outcome);
@@ -101,30 +141,14 @@ impl PgEventStore {
                 }
                 Err(failure) => failure,
             };
-            if let Failure::Statement {
-                call: Some(call), ..
-            } = failure
-                && let Some(first) = self.first_outcome(attempted[call].request).await
+            match self
+                .after(failure, &attempted, &mut attempts, started)
+                .await
             {
-                outcomes[pending[call]] = Some(first);
-                continue;
+                Next::Again => {}
+                Next::Found(call, first) => outcomes[pending[call]] = Some(first),
+                Next::Fail(error) => return Err(error),
             }
-            if failure.is_immediately_retriable() && attempts < MAX_ATTEMPTS {
-                attempts += 1;
-                let pause = fastrand::u64(1..=2 * u64::from(attempts));
-                tokio::time::sleep(Duration::from_millis(pause)).await;
-                continue;
-            }
-            let error = self.refusal(failure, &attempted).await;
-            record(
-                started,
-                if error.is_conflict() {
-                    "conflict"
-                } else {
-                    "error"
-                },
-            );
-            return Err(error);
         }
         let outcomes: Vec<AppendOutcome> = outcomes.into_iter().flatten().collect();
         let newest = outcomes
@@ -132,6 +156,55 @@ impl PgEventStore {
             .filter(|outcome| !outcome.duplicate)
             .map(|outcome| outcome.last_position.commit)
             .max();
+        self.written(started, newest);
+        Ok(calls.in_request_order(outcomes))
+    }
+
+    /// The channel the statements name when they send `NOTIFY` themselves.
+    pub(super) fn notify_channel(&self) -> Option<&str> {
+        (self.inner.notify == Notify::InTransaction).then(|| self.channel())
+    }
+
+    /// What follows a failed attempt of `attempted`: the first outcome of a
+    /// command that ran already (the failed call's index and the outcome),
+    /// another attempt at once (a concurrent writer changed a stream row
+    /// while a statement ran, or a deadlock; nothing was written), or the
+    /// error to return (recorded as the outcome of the append that
+    /// `started` then).
+    async fn after(
+        &self,
+        failure: Failure,
+        attempted: &[&AppendCall<'_>],
+        attempts: &mut u32,
+        started: Instant,
+    ) -> Next {
+        if let Failure::Statement {
+            call: Some(call), ..
+        } = failure
+            && let Some(first) = self.first_outcome(attempted[call].request).await
+        {
+            return Next::Found(call, first);
+        }
+        if failure.is_immediately_retriable() && *attempts < MAX_ATTEMPTS {
+            *attempts += 1;
+            let pause = fastrand::u64(1..=2 * u64::from(*attempts));
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+            return Next::Again;
+        }
+        let error = self.refusal(failure, attempted).await;
+        let outcome = if error.is_conflict() {
+            "conflict"
+        } else {
+            "error"
+        };
+        record(started, outcome);
+        Next::Fail(error)
+    }
+
+    /// After an append or unit that `started` then and committed in
+    /// transaction `newest` (`None`: every request was a command that ran
+    /// already): wakes readers of the commit, and records the append.
+    fn written(&self, started: Instant, newest: Option<u64>) {
         match newest {
             Some(commit) => {
                 self.appended(commit);
@@ -139,34 +212,39 @@ impl PgEventStore {
             }
             None => record(started, "duplicate"),
         }
-        Ok(calls.in_request_order(outcomes))
     }
 
-    /// One attempt. A lone append is one statement in autocommit, atomic by
+    /// One attempt of a lone append: one statement in autocommit, atomic by
     /// itself; only when it wrote nothing (a conflict, or a command that ran
-    /// already) does `refuse.sql` follow, to answer or fail. A unit is
-    /// `BEGIN`, the statements and `COMMIT` sent together: the driver sends
-    /// each statement when its future is first polled, and `join_all` polls
-    /// them in order, so the whole transaction reaches the server in one
-    /// round trip; its statements refuse by failing, so the server refuses
-    /// the rest and turns `COMMIT` into a rollback.
-    async fn attempt(&self, calls: &[&AppendCall<'_>]) -> Result<Vec<AppendOutcome>, Failure> {
+    /// already) does `refuse.sql` follow, to answer or fail.
+    async fn attempt_one(&self, call: &AppendCall<'_>) -> Result<AppendOutcome, Failure> {
+        let client = self.inner.pool.get().await.map_err(Failure::Pool)?;
+        let sql = self
+            .inner
+            .sql
+            .append
+            .get(call.step, call.shape, Refusal::After, call.notifies());
+        let statement = client
+            .prepare_typed_cached(sql, &LEADING_TYPES)
+            .await
+            .map_err(|error| Failure::Statement { call: None, error })?;
+        let row = match client.query_opt(&statement, &call.params()).await {
+            Ok(None) => self.refuse(&client, call).await,
+            result => result,
+        };
+        outcome(row, call, 0)
+    }
+
+    /// One attempt of a unit: `BEGIN`, the statements and `COMMIT` sent
+    /// together: the driver sends each statement when its future is first
+    /// polled, and `join_all` polls them in order, so the whole transaction
+    /// reaches the server in one round trip; its statements refuse by
+    /// failing, so the server refuses the rest and turns `COMMIT` into a
+    /// rollback.
+    async fn attempt_unit(&self, calls: &[&AppendCall<'_>]) -> Result<Vec<AppendOutcome>, Failure> {
         let client = self.inner.pool.get().await.map_err(Failure::Pool)?;
         let around = |error| Failure::Statement { call: None, error };
-        let statements = &self.inner.sql.append;
-        if let [call] = calls {
-            let sql = statements.get(call.step, call.shape, Refusal::After, call.notifies());
-            let statement = client
-                .prepare_typed_cached(sql, &LEADING_TYPES)
-                .await
-                .map_err(around)?;
-            let result = match client.query_opt(&statement, &call.params()).await {
-                Ok(None) => self.refuse(&client, call).await,
-                result => result,
-            };
-            return outcomes(vec![result], calls);
-        }
-        let sent = send_transaction(&client, calls, statements, Refusal::Within)
+        let sent = send_transaction(&client, calls, &self.inner.sql.append, Refusal::Within)
             .await
             .map_err(around)?;
         sent.begun.map_err(around)?;
@@ -322,16 +400,26 @@ pub(super) fn outcomes(
     results: Vec<Result<Option<Row>, tokio_postgres::Error>>,
     calls: &[&AppendCall<'_>],
 ) -> Result<Vec<AppendOutcome>, Failure> {
-    let mut outcomes = Vec::with_capacity(calls.len());
-    for (index, (result, call)) in results.into_iter().zip(calls).enumerate() {
-        let row = result.map_err(|error| Failure::Statement {
-            call: Some(index),
-            error,
-        })?;
-        let row = row.ok_or_else(|| Failure::Decode(corrupt("the append returned no row")))?;
-        outcomes.push(rows::append_outcome(&row, &call.request.stream).map_err(Failure::Decode)?);
-    }
-    Ok(outcomes)
+    results
+        .into_iter()
+        .zip(calls)
+        .enumerate()
+        .map(|(index, (result, call))| outcome(result, call, index))
+        .collect()
+}
+
+/// The outcome of `call`, the call at `index` of those attempted.
+fn outcome(
+    result: Result<Option<Row>, tokio_postgres::Error>,
+    call: &AppendCall<'_>,
+    index: usize,
+) -> Result<AppendOutcome, Failure> {
+    let row = result.map_err(|error| Failure::Statement {
+        call: Some(index),
+        error,
+    })?;
+    let row = row.ok_or_else(|| Failure::Decode(corrupt("the append returned no row")))?;
+    rows::append_outcome(&row, &call.request.stream).map_err(Failure::Decode)
 }
 
 pub(super) fn record(started: Instant, outcome: &'static str) {

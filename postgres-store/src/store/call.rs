@@ -103,6 +103,16 @@ struct BatchColumns<'a> {
 }
 
 impl<'a> AppendCall<'a> {
+    /// The call of a lone append, after checking its request.
+    pub(super) fn checked(
+        request: &'a AppendRequest,
+        limits: &Limits,
+        notify_channel: Option<&'a str>,
+    ) -> Result<Self, Error> {
+        request.validate(limits)?;
+        Self::new(request, notify_channel)
+    }
+
     fn new(request: &'a AppendRequest, notify_channel: Option<&'a str>) -> Result<Self, Error> {
         let (step, expected) = match request.expected {
             ExpectedVersion::Any => (StreamStep::Any, None),

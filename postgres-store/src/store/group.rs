@@ -41,9 +41,8 @@ use tokio_postgres::Row;
 
 use super::PgEventStore;
 use super::append::{record, send_transaction};
-use super::call::{AppendCall, Calls};
+use super::call::AppendCall;
 use super::rows;
-use crate::Notify;
 use crate::error::is_transient;
 use crate::schema::Refusal;
 
@@ -190,7 +189,7 @@ impl PgEventStore {
                     store: self.clone(),
                     ended: false,
                 };
-                return self.append_alone(request).await;
+                return self.append_one(&request).await;
             }
             Entry::Queued { answer, start_lane } => (answer, start_lane),
         };
@@ -231,7 +230,7 @@ impl PgEventStore {
     async fn commit_group(&self, mut group: Vec<Waiting>) {
         if group.len() == 1 {
             let Waiting { request, reply } = group.remove(0);
-            let _ = reply.send(self.append_alone(request).await);
+            let _ = reply.send(self.append_one(&request).await);
             return;
         }
         let (requests, replies): (Vec<_>, Vec<_>) = group
@@ -249,15 +248,9 @@ impl PgEventStore {
             }
         }
         join_all(alone.into_iter().map(|(request, reply)| async move {
-            let _ = reply.send(self.append_alone(request).await);
+            let _ = reply.send(self.append_one(&request).await);
         }))
         .await;
-    }
-
-    /// One append in a transaction of its own.
-    async fn append_alone(&self, request: AppendRequest) -> Result<AppendOutcome, Error> {
-        let mut outcomes = self.append_unit(vec![request]).await?;
-        Ok(outcomes.pop().expect("one request, one outcome"))
     }
 
     /// The outcome of each of `requests` written together, or `None` for
@@ -270,13 +263,13 @@ impl PgEventStore {
         // Groups of more than one append.
         metrics::histogram!("annals_append_group_size", "backend" => "postgres")
             .record(requests.len() as f64);
-        let channel = (self.inner.notify == Notify::InTransaction).then(|| self.channel());
+        let channel = self.notify_channel();
         let mut outcomes: Vec<Option<Result<AppendOutcome, Error>>> =
             requests.iter().map(|_| None).collect();
         let mut calls = Vec::with_capacity(requests.len());
         for (index, request) in requests.iter().enumerate() {
-            match Calls::new(std::slice::from_ref(request), &self.inner.limits, channel) {
-                Ok(mut checked) => calls.push((index, checked.calls.remove(0))),
+            match AppendCall::checked(request, &self.inner.limits, channel) {
+                Ok(call) => calls.push((index, call)),
                 Err(error) => outcomes[index] = Some(Err(error)),
             }
         }
