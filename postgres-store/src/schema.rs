@@ -57,10 +57,11 @@ impl SchemaName {
         template.replace("{schema}", &self.quoted())
     }
 
-    /// A statement the store sends: rendered, without its comment lines and
-    /// blank lines, which the server would otherwise receive, scan and
-    /// keep with every prepared statement, and the statement cache would hash
-    /// at every use.
+    /// A statement the store sends: rendered, without its comment lines,
+    /// blank lines and indentation, which the server would otherwise
+    /// receive, scan and keep with every prepared statement, and the
+    /// statement cache would hash at every use (no string literal in `sql/`
+    /// spans lines, so no literal loses its spaces).
     pub(crate) fn statement(&self, template: &str) -> String {
         let mut sql = String::with_capacity(template.len());
         for line in template.lines() {
@@ -68,7 +69,7 @@ impl SchemaName {
             if trimmed.is_empty() || trimmed.starts_with("--") {
                 continue;
             }
-            sql.push_str(line);
+            sql.push_str(trimmed);
             sql.push('\n');
         }
         self.render(&sql)
@@ -339,6 +340,7 @@ mod tests {
         {
             assert!(!sql.contains("--"), "{sql}");
             assert!(!sql.contains("\n\n"), "{sql}");
+            assert!(!sql.contains("\n "), "{sql}");
             assert!(!sql.contains('{'), "{sql}");
         }
     }
