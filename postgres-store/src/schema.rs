@@ -197,6 +197,17 @@ impl AppendStatements {
         refusal: Refusal,
         notify: bool,
     ) -> &str {
+        &self.statements[Self::index(step, shape, refusal, notify)]
+    }
+
+    /// How many statements there are; [`AppendStatements::index`] numbers
+    /// them from 0.
+    pub(crate) fn len(&self) -> usize {
+        self.statements.len()
+    }
+
+    /// The number of the statement [`AppendStatements::get`] returns.
+    pub(crate) fn index(step: StreamStep, shape: Shape, refusal: Refusal, notify: bool) -> usize {
         let step = match step {
             StreamStep::Any => 0,
             StreamStep::New => 1,
@@ -211,7 +222,7 @@ impl AppendStatements {
             Refusal::After => 0,
             Refusal::Within => 1,
         };
-        &self.statements[((step * 2 + shape) * 2 + refusal) * 2 + usize::from(notify)]
+        ((step * 2 + shape) * 2 + refusal) * 2 + usize::from(notify)
     }
 }
 

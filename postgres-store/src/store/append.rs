@@ -219,13 +219,17 @@ impl PgEventStore {
     /// already) does `refuse.sql` follow, to answer or fail.
     async fn attempt_one(&self, call: &AppendCall<'_>) -> Result<AppendOutcome, Failure> {
         let client = self.inner.pool.get().await.map_err(Failure::Pool)?;
+        let (step, shape, notifies) = (call.step, call.shape, call.notifies());
         let sql = self
             .inner
             .sql
             .append
-            .get(call.step, call.shape, Refusal::After, call.notifies());
-        let statement = client
-            .prepare_typed_cached(sql, &LEADING_TYPES)
+            .get(step, shape, Refusal::After, notifies);
+        let number = AppendStatements::index(step, shape, Refusal::After, notifies);
+        let statement = self
+            .inner
+            .prepared
+            .statement(&client, number, sql, &LEADING_TYPES)
             .await
             .map_err(|error| Failure::Statement { call: None, error })?;
         let row = match client.query_opt(&statement, &call.params()).await {

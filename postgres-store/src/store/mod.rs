@@ -6,6 +6,7 @@ mod group;
 mod horizon;
 mod notify;
 mod outbox;
+mod prepared;
 mod read;
 mod relay;
 pub(crate) mod rows;
@@ -31,6 +32,7 @@ use crate::pool::{build_pool, connection_config, tls_connector};
 use crate::schema::{SchemaName, Statements};
 use crate::{Config, Error, MigrationReport, Notify};
 use group::Lanes;
+use prepared::Prepared;
 use signal::Signal;
 
 /// An [`EventStore`] on PostgreSQL: events, streams, snapshots and the
@@ -75,6 +77,8 @@ struct Inner {
     pool: Pool,
     schema: SchemaName,
     sql: Statements,
+    /// The lone append statements, by connection.
+    prepared: Prepared,
     limits: Limits,
     notify: Notify,
     /// Lone appends, sent in groups.
@@ -105,10 +109,12 @@ impl PgEventStore {
             let mut client = pool.get().await?;
             crate::migrate(&mut client, schema.as_str()).await?;
         }
+        let sql = Statements::new(&schema);
         Ok(PgEventStore {
             inner: Arc::new(Inner {
                 pool,
-                sql: Statements::new(&schema),
+                prepared: Prepared::new(sql.append.len()),
+                sql,
                 schema,
                 limits: config.limits,
                 notify: config.notify,
