@@ -123,13 +123,27 @@ pub(crate) struct AppendStatements {
 impl AppendStatements {
     fn new(schema: &SchemaName) -> Self {
         let steps = [
-            include_str!("../sql/append/stream_any.sql"),
-            include_str!("../sql/append/stream_new.sql"),
-            include_str!("../sql/append/stream_exists.sql"),
-            include_str!("../sql/append/stream_existing.sql"),
+            (
+                StreamStep::Any,
+                include_str!("../sql/append/stream_any.sql"),
+            ),
+            (
+                StreamStep::New,
+                include_str!("../sql/append/stream_new.sql"),
+            ),
+            (
+                StreamStep::Exists,
+                include_str!("../sql/append/stream_exists.sql"),
+            ),
+            (
+                StreamStep::Existing,
+                include_str!("../sql/append/stream_existing.sql"),
+            ),
         ];
         let event = include_str!("../sql/append/write_event.sql").trim_end();
         let event_written = include_str!("../sql/append/event_written.sql").trim_end();
+        let event_written_versioned =
+            include_str!("../sql/append/event_written_versioned.sql").trim_end();
         let event_answer = format!(
             "answer AS (\n{event}\n{}\n)",
             include_str!("../sql/append/event_answer.sql").trim_end()
@@ -160,8 +174,14 @@ impl AppendStatements {
         ];
         // In the order `get` indexes them.
         let mut statements = Vec::with_capacity(32);
-        for step in steps {
+        for (kind, step) in steps {
             let step = step.trim_end();
+            // The caller knows the version a single event gets from a
+            // stream it expects at a version (none, or an exact one).
+            let written = match kind {
+                StreamStep::New | StreamStep::Existing => event_written,
+                StreamStep::Any | StreamStep::Exists => event_written_versioned,
+            };
             for (shape, write, channel) in writes {
                 for (refusal, refuse) in refusals {
                     for (notify, answer) in answers {
@@ -169,10 +189,10 @@ impl AppendStatements {
                         // notifies needs no `answer` around its INSERT: the
                         // INSERT is the statement, one CTE and one scan
                         // fewer for the server to set up at every append,
-                        // and it answers with the three columns that say
+                        // and it answers with the fewest columns that say
                         // what was written.
                         let sql = if shape == Shape::Event && refusal == Refusal::After && !notify {
-                            format!("WITH\n{step}\n{event}\n{event_written}")
+                            format!("WITH\n{step}\n{event}\n{written}")
                         } else {
                             format!("WITH\n{step},\n{write}\n{answer}\n{refuse}")
                                 .replace("{channel}", channel)
@@ -387,11 +407,13 @@ mod tests {
                         let bare = shape == Shape::Event && refusal == Refusal::After && !notify;
                         assert_eq!(!sql.contains("answer AS ("), bare, "{what}");
                         assert_eq!(sql.contains(")\nINSERT INTO"), bare, "{what}");
-                        assert_eq!(
-                            sql.ends_with("RETURNING stream_version, tx_id, position\n"),
-                            bare,
-                            "{what}"
-                        );
+                        let returning = match step {
+                            StreamStep::New | StreamStep::Existing => "RETURNING tx_id, position\n",
+                            StreamStep::Any | StreamStep::Exists => {
+                                "RETURNING stream_version, tx_id, position\n"
+                            }
+                        };
+                        assert_eq!(sql.ends_with(returning), bare, "{what}");
                     }
                 }
             }

@@ -423,7 +423,8 @@ fn outcome(
         error,
     })?;
     let row = row.ok_or_else(|| Failure::Decode(corrupt("the append returned no row")))?;
-    rows::append_outcome(&row, &call.request.stream).map_err(Failure::Decode)
+    rows::append_outcome(&row, &call.request.stream, call.written_version())
+        .map_err(Failure::Decode)
 }
 
 pub(super) fn record(started: Instant, outcome: &'static str) {

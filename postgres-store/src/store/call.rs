@@ -206,6 +206,20 @@ impl<'a> AppendCall<'a> {
         params
     }
 
+    /// The version a single event gets, where the request says it (no
+    /// stream yet, or an exact version): the lone statements of those steps
+    /// do not return it (`sql/append/event_written.sql`).
+    pub(super) fn written_version(&self) -> Option<u64> {
+        if self.shape != Shape::Event {
+            return None;
+        }
+        match self.request.expected {
+            ExpectedVersion::NoStream => Some(1),
+            ExpectedVersion::Exact(version) => version.checked_add(1),
+            ExpectedVersion::Any | ExpectedVersion::StreamExists => None,
+        }
+    }
+
     /// Whether the statement sends `NOTIFY` (on the channel in its last
     /// parameter).
     pub(super) fn notifies(&self) -> bool {

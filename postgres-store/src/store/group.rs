@@ -297,7 +297,7 @@ impl PgEventStore {
         let mut newest = None;
         for ((index, call), row) in calls.iter().zip(rows) {
             let Some(row) = row else { continue };
-            let outcome = rows::append_outcome(&row, &call.request.stream);
+            let outcome = rows::append_outcome(&row, &call.request.stream, call.written_version());
             if let Ok(outcome) = &outcome {
                 newest = newest.max(Some(outcome.last_position.commit));
                 record(started, "ok");

@@ -103,18 +103,31 @@ fn outcome_columns(
 /// first_version, last_version, tx_id, last_position`; the stream is only
 /// returned for a duplicate (whose first append may have been to another
 /// stream). A lone single-event statement, which can only have written,
-/// answers with the three columns `stream_version, tx_id, position`
-/// (`sql/append/event_written.sql`).
-pub(super) fn append_outcome(row: &Row, stream: &StreamId) -> Result<AppendOutcome, annals::Error> {
-    if row.len() == 3 {
-        let version = unsigned(column(row, 0)?, "version")?;
-        return Ok(AppendOutcome {
+/// answers with `stream_version, tx_id, position`
+/// (`sql/append/event_written_versioned.sql`), or only `tx_id, position`
+/// when the caller knows the `written_version` (`event_written.sql`).
+pub(super) fn append_outcome(
+    row: &Row,
+    stream: &StreamId,
+    written_version: Option<u64>,
+) -> Result<AppendOutcome, annals::Error> {
+    let written = |version, tx_id| {
+        Ok(AppendOutcome {
             stream: stream.clone(),
             first_version: version,
             last_version: version,
-            last_position: position(row, 1, 2)?,
+            last_position: position(row, tx_id, tx_id + 1)?,
             duplicate: false,
-        });
+        })
+    };
+    match row.len() {
+        2 => {
+            let version = written_version
+                .ok_or_else(|| corrupt("an append answered without the version it wrote"))?;
+            return written(version, 0);
+        }
+        3 => return written(unsigned(column(row, 0)?, "version")?, 1),
+        _ => {}
     }
     let duplicate: bool = column(row, 0)?;
     let stream = if duplicate {
