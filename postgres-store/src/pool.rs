@@ -71,6 +71,7 @@ pub(crate) fn build_pool(config: &Config, tls: MakeRustlsConnect) -> Result<Pool
     Pool::builder(manager)
         .max_size(config.pool_size)
         .runtime(Runtime::Tokio1)
+        .queue_mode(deadpool_postgres::QueueMode::Lifo)
         .wait_timeout(Some(config.pool_wait_timeout))
         .create_timeout(Some(config.connect_timeout))
         .build()
