@@ -117,8 +117,22 @@ pub(crate) enum Refusal {
 #[derive(Debug)]
 pub(crate) struct AppendStatements {
     statements: Vec<String>,
+    /// `write_group.sql` for each of [`GROUP_SIZES`].
+    groups: Vec<String>,
     pub(crate) refuse: String,
 }
+
+/// The sizes of the group statements (`sql/append/write_group.sql`): a
+/// group of lone appends takes the smallest that holds it, padded with
+/// appends of NULLs. Small groups, the common ones, fit exactly; larger ones
+/// are padded by at most a third, so that a connection prepares a dozen
+/// statements, not one per group size (each keeps its plan in the server
+/// process of every pooled connection).
+pub(crate) const GROUP_SIZES: [usize; 13] = [2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32, 48, 64];
+
+/// The parameters of one append in a group statement
+/// (`sql/append/group_event.sql`).
+pub(crate) const GROUP_COLUMNS: usize = 11;
 
 impl AppendStatements {
     fn new(schema: &SchemaName) -> Self {
@@ -204,8 +218,24 @@ impl AppendStatements {
         }
         AppendStatements {
             statements,
+            groups: GROUP_SIZES
+                .iter()
+                .map(|&size| group_statement(schema, size))
+                .collect(),
             refuse: schema.statement(include_str!("../sql/append/refuse.sql")),
         }
+    }
+
+    /// The group statement for `appends` single-event appends (at least 2,
+    /// at most the largest of [`GROUP_SIZES`]), its number, and the number
+    /// of appends it takes.
+    pub(crate) fn group(&self, appends: usize) -> Option<(&str, usize, usize)> {
+        let index = GROUP_SIZES.iter().position(|&size| size >= appends)?;
+        Some((
+            &self.groups[index],
+            self.statements.len() + index,
+            GROUP_SIZES[index],
+        ))
     }
 
     /// The statement for `step` and `shape` that refuses as `refusal` says
@@ -220,10 +250,10 @@ impl AppendStatements {
         &self.statements[Self::index(step, shape, refusal, notify)]
     }
 
-    /// How many statements there are; [`AppendStatements::index`] numbers
-    /// them from 0.
+    /// How many statements there are: [`AppendStatements::index`] numbers
+    /// the lone ones from 0, the group statements follow.
     pub(crate) fn len(&self) -> usize {
-        self.statements.len()
+        self.statements.len() + self.groups.len()
     }
 
     /// The number of the statement [`AppendStatements::get`] returns.
@@ -244,6 +274,34 @@ impl AppendStatements {
         };
         ((step * 2 + shape) * 2 + refusal) * 2 + usize::from(notify)
     }
+}
+
+/// `write_group.sql` for `size` appends: a `group_stream.sql` and a
+/// `group_event.sql` per append, its parameters numbered after those of the
+/// appends before it.
+fn group_statement(schema: &SchemaName, size: usize) -> String {
+    let stream = schema.statement(include_str!("../sql/append/group_stream.sql"));
+    let event = schema.statement(include_str!("../sql/append/group_event.sql"));
+    let place = |template: &str, place: usize| {
+        let first = place * GROUP_COLUMNS;
+        // From the last column down, so that {1} never matches in {10}.
+        let mut sql = template.replace("{n}", &place.to_string());
+        for column in (1..=GROUP_COLUMNS).rev() {
+            sql = sql.replace(&format!("{{{column}}}"), &format!("${}", first + column));
+        }
+        sql
+    };
+    let parts = |template: &str, separator: &str| {
+        let parts: Vec<String> = (0..size)
+            .map(|at| place(template, at).trim_end().to_owned())
+            .collect();
+        parts.join(separator) + "\n"
+    };
+    // The comments go first: they name the placeholders too.
+    schema
+        .statement(include_str!("../sql/append/write_group.sql"))
+        .replace("{streams}\n", &parts(&stream, ",\n"))
+        .replace("{events}\n", &parts(&event, "\nUNION ALL\n"))
 }
 
 /// The store's statements for one schema, rendered once.
@@ -367,6 +425,7 @@ mod tests {
             .append
             .statements
             .iter()
+            .chain(&statements.append.groups)
             .chain([&statements.append.refuse, &statements.read_all])
         {
             assert!(!sql.contains("--"), "{sql}");
@@ -374,6 +433,37 @@ mod tests {
             assert!(!sql.contains("\n "), "{sql}");
             assert!(!sql.contains('{'), "{sql}");
         }
+    }
+
+    #[test]
+    fn a_group_takes_the_smallest_statement_that_holds_it() {
+        let statements = Statements::new(&SchemaName::new("annals").unwrap());
+        let append = &statements.append;
+        let lone = append.len() - GROUP_SIZES.len();
+        let (_, number, size) = append.group(2).unwrap();
+        assert_eq!((number, size), (lone, 2));
+        let (_, number, size) = append.group(5).unwrap();
+        assert_eq!((number, size), (lone + 3, 5));
+        let (_, number, size) = append.group(9).unwrap();
+        assert_eq!((number, size), (lone + 7, 12));
+        let (sql, number, size) = append.group(64).unwrap();
+        assert_eq!((number, size), (lone + GROUP_SIZES.len() - 1, 64));
+        assert!(append.group(65).is_none());
+        // Every parameter of every append, and nothing after them.
+        let last = 64 * GROUP_COLUMNS;
+        assert!(sql.contains(&format!("${last}::jsonb")), "{sql}");
+        assert!(!sql.contains(&format!("${}", last + 1)), "{sql}");
+        for append in 0..64 {
+            let stream_id = append * GROUP_COLUMNS + 1;
+            let stream = format!("stream_{append} AS (\nUPDATE");
+            assert_eq!(sql.matches(&stream).count(), 1, "{sql}");
+            assert!(
+                sql.contains(&format!("WHERE s.stream_id = ${stream_id}::text\n")),
+                "{sql}"
+            );
+            assert!(sql.contains(&format!("FROM stream_{append}\n")), "{sql}");
+        }
+        assert_eq!(sql.matches("UNION ALL").count(), 63, "{sql}");
     }
 
     #[test]

@@ -27,7 +27,15 @@ async fn one_lane_store() -> TestStore {
 /// Returns the session, whose `COMMIT` lets the append go on, and the
 /// append.
 async fn hold_the_lane(store: &TestStore) -> (Client, JoinHandle<Result<AppendOutcome, Error>>) {
-    let held = stream("held");
+    hold_the_lane_with(store, "held").await
+}
+
+/// [`hold_the_lane`] with a stream of `name`, new.
+async fn hold_the_lane_with(
+    store: &TestStore,
+    name: &str,
+) -> (Client, JoinHandle<Result<AppendOutcome, Error>>) {
+    let held = stream(name);
     store
         .append(AppendRequest::new(held.clone(), ExpectedVersion::NoStream).event(added(1)))
         .await
@@ -35,7 +43,7 @@ async fn hold_the_lane(store: &TestStore) -> (Client, JoinHandle<Result<AppendOu
     let blocker = connect(database_url()).await.unwrap();
     blocker
         .batch_execute(&format!(
-            "BEGIN; SELECT 1 FROM \"{}\".streams WHERE stream_id = 'held' FOR UPDATE",
+            "BEGIN; SELECT 1 FROM \"{}\".streams WHERE stream_id = '{name}' FOR UPDATE",
             store.schema().name()
         ))
         .await
@@ -71,6 +79,24 @@ async fn queue(
     })
     .await;
     appends
+}
+
+/// Holds the lane, queues `requests`, lets the lane go and returns every
+/// outcome, in order.
+async fn in_one_group(
+    store: &TestStore,
+    held: &str,
+    requests: Vec<AppendRequest>,
+) -> Vec<Result<AppendOutcome, Error>> {
+    let (blocker, held) = hold_the_lane_with(store, held).await;
+    let appends = queue(store, requests).await;
+    blocker.batch_execute("COMMIT").await.unwrap();
+    held.await.unwrap().unwrap();
+    let mut outcomes = Vec::new();
+    for append in appends {
+        outcomes.push(append.await.unwrap());
+    }
+    outcomes
 }
 
 async fn create(store: &TestStore, name: &str) -> AppendOutcome {
@@ -287,4 +313,178 @@ async fn appends_outrunning_the_lanes_are_all_written_once_in_order() {
         "{} transactions for {appends} appends",
         commits.len()
     );
+}
+
+/// The single-event appends of a group are one statement
+/// (`sql/append/write_group.sql`), whose plan the server keeps: after the
+/// first executions it runs the cached generic plan instead of planning
+/// the statement again at every group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn single_events_of_a_group_are_one_statement_with_a_kept_plan() {
+    const ROUNDS: u64 = 8;
+    // One connection: the lane's statements are prepared on it, where
+    // pg_prepared_statements shows them.
+    let store = fresh_store_with(|config| config.with_pool_size(1).with_append_lanes(1)).await;
+    for name in ["x", "y", "z"] {
+        create(&store, name).await;
+    }
+    let mut claimed = Vec::new();
+    for round in 0..ROUNDS {
+        let requests: Vec<AppendRequest> = ["x", "y", "z"]
+            .into_iter()
+            .map(|name| {
+                AppendRequest::new(stream(name), ExpectedVersion::Exact(round + 1))
+                    .event(added(round as i64))
+                    .command_id(Uuid::now_v7())
+            })
+            .collect();
+        claimed = requests
+            .iter()
+            .map(|request| request.command_id.unwrap())
+            .collect();
+        let outcomes = in_one_group(&store, &format!("held-{round}"), requests).await;
+        let commits: HashSet<u64> = outcomes
+            .iter()
+            .map(|outcome| {
+                let outcome = outcome.as_ref().unwrap();
+                assert_eq!(
+                    (
+                        outcome.first_version,
+                        outcome.last_version,
+                        outcome.duplicate
+                    ),
+                    (round + 2, round + 2, false)
+                );
+                outcome.last_position.commit
+            })
+            .collect();
+        assert_eq!(commits.len(), 1, "one transaction per group");
+    }
+    for (name, command) in ["x", "y", "z"].into_iter().zip(claimed) {
+        let events = read_stream(&store, &stream(name)).await;
+        let versions: Vec<u64> = events.iter().map(|event| event.version).collect();
+        assert_eq!(versions, (1..=ROUNDS + 1).collect::<Vec<_>>());
+        // The command id a group append claimed finds its outcome.
+        let outcome = store
+            .command_outcome(command)
+            .await
+            .unwrap()
+            .expect("the command's outcome is recorded");
+        assert_eq!(outcome.last_position, events.last().unwrap().position);
+        assert_eq!(outcome.stream, stream(name));
+    }
+
+    let client = store.pool().get().await.unwrap();
+    let plans = client
+        .query(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements \
+              WHERE statement LIKE '%stream_2 AS (%' AND statement NOT LIKE '%stream_3 AS (%'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(plans.len(), 1, "the statement for groups of three");
+    let (generic, custom): (i64, i64) = (plans[0].get(0), plans[0].get(1));
+    assert_eq!(generic + custom, ROUNDS as i64, "one execution per group");
+    assert!(generic > 0, "{custom} custom plans, never the generic one");
+}
+
+/// A group of single events larger than a statement's exact sizes is padded
+/// with appends that write nothing; appends whose expected version no longer
+/// holds go again alone and say why, or answer their command's first
+/// outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_padded_group_writes_what_holds_and_sends_the_rest_alone() {
+    let store = one_lane_store().await;
+    let names: Vec<String> = (0..9).map(|n| format!("s-{n}")).collect();
+    for name in &names {
+        create(&store, name).await;
+    }
+    let command = Uuid::now_v7();
+    let ran = AppendRequest::new(stream("s-8"), ExpectedVersion::Exact(1))
+        .event(added(2))
+        .command_id(command);
+    let first = store.append(ran.clone()).await.unwrap();
+
+    // Nine appends: seven that hold, one expecting a version the stream has
+    // not reached, and the command that ran already, sent again.
+    let mut requests: Vec<AppendRequest> = names[..7]
+        .iter()
+        .map(|name| AppendRequest::new(stream(name), ExpectedVersion::Exact(1)).event(added(2)))
+        .collect();
+    requests.push(AppendRequest::new(stream("s-7"), ExpectedVersion::Exact(4)).event(added(2)));
+    requests.push(ran);
+    let outcomes = in_one_group(&store, "held", requests).await;
+
+    let mut commits = HashSet::new();
+    for outcome in &outcomes[..7] {
+        let outcome = outcome.as_ref().unwrap();
+        assert_eq!((outcome.last_version, outcome.duplicate), (2, false));
+        commits.insert(outcome.last_position.commit);
+    }
+    assert_eq!(commits.len(), 1, "the seven that held went together");
+    match &outcomes[7] {
+        Err(Error::Conflict {
+            stream: conflicted,
+            expected,
+            actual,
+        }) => {
+            assert_eq!(conflicted, &stream("s-7"));
+            assert_eq!(*expected, ExpectedVersion::Exact(4));
+            assert_eq!(*actual, Some(1));
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let resent = outcomes[8].as_ref().unwrap();
+    assert!(resent.duplicate);
+    assert_eq!(resent.last_position, first.last_position);
+    for name in &names[..7] {
+        assert_eq!(read_stream(&store, &stream(name)).await.len(), 2);
+    }
+    assert_eq!(read_stream(&store, &stream("s-7")).await.len(), 1);
+    assert_eq!(read_stream(&store, &stream("s-8")).await.len(), 2);
+}
+
+/// When the group statement fails (here on an event id that is stored), the
+/// server writes none of it, and every append goes again alone: only the
+/// one at fault fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_group_statement_fails_only_the_append_at_fault() {
+    let store = one_lane_store().await;
+    for name in ["a", "b", "c"] {
+        create(&store, name).await;
+    }
+    let stored = added(7);
+    let stored_id = stored.event_id;
+    store
+        .append(AppendRequest::new(stream("x"), ExpectedVersion::NoStream).event(stored.clone()))
+        .await
+        .unwrap();
+
+    let outcomes = in_one_group(
+        &store,
+        "held",
+        vec![
+            AppendRequest::new(stream("a"), ExpectedVersion::Exact(1)).event(added(2)),
+            AppendRequest::new(stream("b"), ExpectedVersion::Exact(1)).event(stored),
+            AppendRequest::new(stream("c"), ExpectedVersion::Exact(1)).event(added(2)),
+        ],
+    )
+    .await;
+
+    assert_eq!(outcomes[0].as_ref().unwrap().last_version, 2);
+    match &outcomes[1] {
+        Err(Error::InvalidAppend {
+            stream: refused,
+            reason,
+        }) => {
+            assert_eq!(refused, &stream("b"));
+            assert!(reason.contains(&stored_id.to_string()), "{reason}");
+        }
+        other => panic!("expected the stored event id refused, got {other:?}"),
+    }
+    assert_eq!(outcomes[2].as_ref().unwrap().last_version, 2);
+    assert_eq!(read_stream(&store, &stream("a")).await.len(), 2);
+    assert_eq!(read_stream(&store, &stream("b")).await.len(), 1);
+    assert_eq!(read_stream(&store, &stream("c")).await.len(), 2);
 }

@@ -248,11 +248,15 @@ impl PgEventStore {
     async fn attempt_unit(&self, calls: &[&AppendCall<'_>]) -> Result<Vec<AppendOutcome>, Failure> {
         let client = self.inner.pool.get().await.map_err(Failure::Pool)?;
         let around = |error| Failure::Statement { call: None, error };
-        let sent = send_transaction(&client, calls, &self.inner.sql.append, Refusal::Within)
+        let statements = prepare_calls(&client, calls, &self.inner.sql.append, Refusal::Within)
+            .await
+            .map_err(around)?;
+        let params: Vec<_> = calls.iter().map(|call| call.params()).collect();
+        let sent = send_transaction(&client, &paired(&statements, &params))
             .await
             .map_err(around)?;
         sent.begun.map_err(around)?;
-        let outcomes = outcomes(sent.statements, calls)?;
+        let outcomes = outcomes(sent.statements.into_iter().map(single).collect(), calls)?;
         sent.committed.map_err(around)?;
         Ok(outcomes)
     }
@@ -341,39 +345,54 @@ impl PgEventStore {
 
 /// The answers to a transaction sent whole.
 pub(super) struct SentTransaction {
-    pub(super) begun: Result<Option<Row>, tokio_postgres::Error>,
-    /// One per call, in order.
-    pub(super) statements: Vec<Result<Option<Row>, tokio_postgres::Error>>,
+    pub(super) begun: Result<Vec<Row>, tokio_postgres::Error>,
+    /// One per statement, in order.
+    pub(super) statements: Vec<Result<Vec<Row>, tokio_postgres::Error>>,
     /// A failed statement turns `COMMIT` into a rollback without an error:
     /// the statements' answers say whether the transaction was written.
-    pub(super) committed: Result<Option<Row>, tokio_postgres::Error>,
+    pub(super) committed: Result<Vec<Row>, tokio_postgres::Error>,
 }
 
-/// Sends `BEGIN`, the statement of each call (refusing as `refusal` says)
-/// and `COMMIT` together, in one round trip (see [`send_in_order`]); fails
-/// only when a statement cannot be prepared.
-pub(super) async fn send_transaction(
+/// The statement of each call, refusing as `refusal` says, prepared on
+/// `client`.
+pub(super) async fn prepare_calls(
     client: &deadpool_postgres::Client,
     calls: &[&AppendCall<'_>],
     statements: &AppendStatements,
     refusal: Refusal,
-) -> Result<SentTransaction, tokio_postgres::Error> {
+) -> Result<Vec<Statement>, tokio_postgres::Error> {
     let mut prepared = Vec::with_capacity(calls.len());
     for call in calls {
         let sql = statements.get(call.step, call.shape, refusal, call.notifies());
         prepared.push(client.prepare_typed_cached(sql, &LEADING_TYPES).await?);
     }
-    let params: Vec<_> = calls.iter().map(|call| call.params()).collect();
+    Ok(prepared)
+}
+
+/// Each statement with its parameters.
+pub(super) fn paired<'a>(
+    statements: &'a [Statement],
+    params: &'a [Vec<&'a (dyn ToSql + Sync)>],
+) -> Vec<(&'a Statement, &'a [&'a (dyn ToSql + Sync)])> {
+    statements
+        .iter()
+        .zip(params)
+        .map(|(statement, params)| (statement, &params[..]))
+        .collect()
+}
+
+/// Sends `BEGIN`, `statements` and `COMMIT` together, in one round trip
+/// (see [`send_in_order`]); fails only when `BEGIN` or `COMMIT` cannot be
+/// prepared.
+pub(super) async fn send_transaction(
+    client: &deadpool_postgres::Client,
+    statements: &[(&Statement, &[&(dyn ToSql + Sync)])],
+) -> Result<SentTransaction, tokio_postgres::Error> {
     let begin = client.prepare_cached("BEGIN").await?;
     let commit = client.prepare_cached("COMMIT").await?;
     let client: &tokio_postgres::Client = client;
     let mut sent: Vec<(&Statement, &[&(dyn ToSql + Sync)])> = vec![(&begin, &[])];
-    sent.extend(
-        prepared
-            .iter()
-            .zip(&params)
-            .map(|(statement, params)| (statement, &params[..])),
-    );
+    sent.extend_from_slice(statements);
     sent.push((&commit, &[]));
     let mut results = send_in_order(client, &sent).await;
     let committed = results.pop().expect("COMMIT was sent");
@@ -385,18 +404,27 @@ pub(super) async fn send_transaction(
     })
 }
 
-/// Sends every statement before awaiting any answer (see
-/// [`PgEventStore::attempt`]); answers in the same order.
+/// Sends every statement before awaiting any answer: the driver sends each
+/// statement when its future is first polled, and `join_all` polls them in
+/// order, so that they reach the server in one round trip. Answers in the
+/// same order.
 pub(super) async fn send_in_order<C: GenericClient + Sync>(
     client: &C,
     statements: &[(&Statement, &[&(dyn ToSql + Sync)])],
-) -> Vec<Result<Option<Row>, tokio_postgres::Error>> {
+) -> Vec<Result<Vec<Row>, tokio_postgres::Error>> {
     join_all(
         statements
             .iter()
-            .map(|(statement, params)| client.query_opt(*statement, params)),
+            .map(|(statement, params)| client.query(*statement, params)),
     )
     .await
+}
+
+/// The answer of a statement that answers at most one row.
+pub(super) fn single(
+    result: Result<Vec<Row>, tokio_postgres::Error>,
+) -> Result<Option<Row>, tokio_postgres::Error> {
+    result.map(|rows| rows.into_iter().next())
 }
 
 /// The outcomes of the calls, or the first call's failure.

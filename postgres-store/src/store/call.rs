@@ -7,7 +7,7 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::read::bigint;
-use crate::schema::{Shape, StreamStep};
+use crate::schema::{GROUP_COLUMNS, Shape, StreamStep};
 use crate::types::{JsonText, rest_of_metadata};
 
 /// The calls for the requests of one unit, after checking them, in the
@@ -45,6 +45,23 @@ impl<'a> Calls<'a> {
         ordered.into_iter().flatten().collect()
     }
 }
+
+/// The parameters of a row of NULLs that pads a group statement to its
+/// size (`sql/append/write_group.sql`): it matches no stream row and writes
+/// nothing.
+pub(super) const GROUP_PADDING: [&(dyn ToSql + Sync); GROUP_COLUMNS] = [
+    &None::<&str>,
+    &None::<i64>,
+    &None::<Uuid>,
+    &None::<Uuid>,
+    &None::<&str>,
+    &None::<i32>,
+    &None::<JsonText<&str>>,
+    &None::<Uuid>,
+    &None::<Uuid>,
+    &None::<Uuid>,
+    &None::<JsonText<&str>>,
+];
 
 /// The parameters of one append statement.
 pub(super) struct AppendCall<'a> {
@@ -204,6 +221,33 @@ impl<'a> AppendCall<'a> {
             params.push(channel);
         }
         params
+    }
+
+    /// This append's parameters in a group statement
+    /// (`sql/append/write_group.sql`, `group_event.sql`), when it can join
+    /// one: a single event (no snapshot, no outbox message) to an existing
+    /// stream at an exact version, without a `NOTIFY` of its own. Most
+    /// commands can.
+    pub(super) fn group_row(&self) -> Option<[&(dyn ToSql + Sync); GROUP_COLUMNS]> {
+        let Columns::Event(event) = &self.columns else {
+            return None;
+        };
+        if self.step != StreamStep::Existing || self.notifies() {
+            return None;
+        }
+        Some([
+            &self.stream_id,
+            &self.expected,
+            &self.request.command_id,
+            &event.event_id,
+            &event.event_type,
+            &event.event_version,
+            &event.payload,
+            &event.correlation_id,
+            &event.causation_id,
+            &event.command_id,
+            &event.metadata,
+        ])
     }
 
     /// The version a single event gets, where the request says it (no

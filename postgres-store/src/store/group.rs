@@ -34,20 +34,22 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use annals::{AppendOutcome, AppendRequest, Error};
+use annals::{AppendOutcome, AppendRequest, Error, GlobalPosition};
 use futures::future::join_all;
 use tokio::sync::oneshot;
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 use super::PgEventStore;
-use super::append::{record, send_transaction};
-use super::call::AppendCall;
+use super::append::{paired, prepare_calls, record, send_transaction, single};
+use super::call::{AppendCall, GROUP_PADDING};
 use super::rows;
-use crate::error::is_transient;
-use crate::schema::Refusal;
+use crate::error::{corrupt, is_transient};
+use crate::schema::{GROUP_COLUMNS, GROUP_SIZES, Refusal};
 
-/// The most appends one group holds.
-const MAX_APPENDS: usize = 64;
+/// The most appends one group holds: as many as the largest group
+/// statement takes.
+const MAX_APPENDS: usize = GROUP_SIZES[GROUP_SIZES.len() - 1];
 /// A group takes no further append once it holds this many events (an
 /// append larger than that goes alone).
 const MAX_EVENTS: usize = 2_000;
@@ -175,6 +177,9 @@ enum GroupFailure {
     /// The outcome is unknown (the connection failed): every append fails
     /// with this error.
     Unknown(Arc<tokio_postgres::Error>),
+    /// The group was written but its answer does not decode: every append
+    /// fails, as a lone append whose answer does not decode would.
+    Unreadable(Error),
 }
 
 impl PgEventStore {
@@ -278,8 +283,10 @@ impl PgEventStore {
         }
         // The order in which the statements lock stream rows.
         calls.sort_by(|(_, a), (_, b)| a.request.stream.cmp(&b.request.stream));
-        let rows = match self.attempt_group(&calls).await {
-            Ok(rows) => rows,
+        let calls: Vec<(usize, &AppendCall<'_>)> =
+            calls.iter().map(|(index, call)| (*index, call)).collect();
+        let written = match self.attempt_group(&calls).await {
+            Ok(written) => written,
             Err(GroupFailure::RolledBack) => return outcomes,
             Err(GroupFailure::Unknown(error)) => {
                 let retriable = is_transient(&error);
@@ -293,16 +300,28 @@ impl PgEventStore {
                 }
                 return outcomes;
             }
+            Err(GroupFailure::Unreadable(error)) => {
+                for (index, _) in &calls {
+                    record(started, "error");
+                    outcomes[*index] = Some(Err(corrupt(error.to_string())));
+                }
+                return outcomes;
+            }
         };
         let mut newest = None;
-        for ((index, call), row) in calls.iter().zip(rows) {
-            let Some(row) = row else { continue };
-            let outcome = rows::append_outcome(&row, &call.request.stream, call.written_version());
+        for ((index, call), written) in calls.into_iter().zip(written) {
+            let outcome = match written {
+                None => continue,
+                Some(Written::Row(row)) => {
+                    rows::append_outcome(&row, &call.request.stream, call.written_version())
+                }
+                Some(Written::Joined(position)) => joined_outcome(call, position),
+            };
             if let Ok(outcome) = &outcome {
                 newest = newest.max(Some(outcome.last_position.commit));
                 record(started, "ok");
             }
-            outcomes[*index] = Some(outcome);
+            outcomes[index] = Some(outcome);
         }
         if let Some(commit) = newest {
             self.appended(commit);
@@ -310,13 +329,16 @@ impl PgEventStore {
         outcomes
     }
 
-    /// `BEGIN`, the statements and `COMMIT` in one round trip; a row per
-    /// call that wrote, `None` for one whose stream row could not be
+    /// Writes `calls` in one round trip: those that can join one group
+    /// statement (`sql/append/write_group.sql`), when two or more can, and a
+    /// statement for each of the others; in autocommit when the group
+    /// statement is all there is, else between `BEGIN` and `COMMIT`. What
+    /// each call wrote, `None` for one whose stream row could not be
     /// written.
     async fn attempt_group(
         &self,
-        calls: &[(usize, AppendCall<'_>)],
-    ) -> Result<Vec<Option<Row>>, GroupFailure> {
+        calls: &[(usize, &AppendCall<'_>)],
+    ) -> Result<Vec<Option<Written>>, GroupFailure> {
         let client = self
             .inner
             .pool
@@ -330,19 +352,108 @@ impl PgEventStore {
                 GroupFailure::Unknown(Arc::new(error))
             }
         };
-        let calls: Vec<&AppendCall<'_>> = calls.iter().map(|(_, call)| call).collect();
-        let sent = send_transaction(&client, &calls, &self.inner.sql.append, Refusal::After)
-            .await
-            .map_err(failed)?;
-        sent.begun.map_err(failed)?;
-        let rows = sent
-            .statements
-            .into_iter()
-            .map(|result| result.map_err(failed))
-            .collect::<Result<Vec<_>, _>>()?;
-        sent.committed.map_err(failed)?;
-        Ok(rows)
+        let mut joining = Vec::new();
+        let mut separate = Vec::new();
+        for (place, (_, call)) in calls.iter().enumerate() {
+            match call.group_row() {
+                Some(row) => joining.push((place, row)),
+                None => separate.push(place),
+            }
+        }
+        let group = match self.inner.sql.append.group(joining.len()) {
+            Some(group) if joining.len() > 1 => Some(group),
+            _ => {
+                separate.extend(joining.drain(..).map(|(place, _)| place));
+                separate.sort_unstable();
+                None
+            }
+        };
+        let mut statements = Vec::with_capacity(separate.len() + 1);
+        let mut params: Vec<Vec<&(dyn ToSql + Sync)>> = Vec::with_capacity(separate.len() + 1);
+        if let Some((sql, number, size)) = group {
+            let statement = self
+                .inner
+                .prepared
+                .statement(&client, number, sql, &[])
+                .await
+                .map_err(failed)?;
+            let mut values = Vec::with_capacity(size * GROUP_COLUMNS);
+            for (_, row) in &joining {
+                values.extend_from_slice(row);
+            }
+            for _ in joining.len()..size {
+                values.extend_from_slice(&GROUP_PADDING);
+            }
+            statements.push(statement);
+            params.push(values);
+        }
+        let alone: Vec<&AppendCall<'_>> = separate.iter().map(|&place| calls[place].1).collect();
+        statements.extend(
+            prepare_calls(&client, &alone, &self.inner.sql.append, Refusal::After)
+                .await
+                .map_err(failed)?,
+        );
+        params.extend(alone.iter().map(|call| call.params()));
+        let sent = paired(&statements, &params);
+        let mut answers = if let [only] = &sent[..]
+            && group.is_some()
+        {
+            // One statement is atomic by itself.
+            vec![client.query(only.0, only.1).await]
+        } else {
+            let transaction = send_transaction(&client, &sent).await.map_err(failed)?;
+            transaction.begun.map_err(failed)?;
+            let answers = transaction.statements;
+            transaction.committed.map_err(failed)?;
+            answers
+        }
+        .into_iter();
+        let mut written: Vec<Option<Written>> = calls.iter().map(|_| None).collect();
+        if group.is_some() {
+            let rows = answers
+                .next()
+                .expect("the group statement was sent")
+                .map_err(failed)?;
+            for row in rows {
+                let (stream, position) =
+                    rows::joined_append(&row).map_err(GroupFailure::Unreadable)?;
+                let place = joining
+                    .iter()
+                    .map(|&(place, _)| place)
+                    .find(|&place| calls[place].1.request.stream.as_str() == stream);
+                if let Some(place) = place {
+                    written[place] = Some(Written::Joined(position));
+                }
+            }
+        }
+        for (place, answer) in separate.into_iter().zip(answers) {
+            written[place] = single(answer).map_err(failed)?.map(Written::Row);
+        }
+        Ok(written)
     }
+}
+
+/// What a group wrote for one of its appends.
+enum Written {
+    /// The answer of the append's own statement.
+    Row(Row),
+    /// The global position of its event, written by the group statement.
+    Joined(GlobalPosition),
+}
+
+/// The outcome of an append whose event the group statement wrote at
+/// `position`: the version after the one it expected.
+fn joined_outcome(call: &AppendCall<'_>, position: GlobalPosition) -> Result<AppendOutcome, Error> {
+    let version = call
+        .written_version()
+        .ok_or_else(|| corrupt("a grouped append without an exact expected version"))?;
+    Ok(AppendOutcome {
+        stream: call.request.stream.clone(),
+        first_version: version,
+        last_version: version,
+        last_position: position,
+        duplicate: false,
+    })
 }
 
 /// A lane in use. Unless it ended by finding the queue empty, dropping it

@@ -138,6 +138,13 @@ pub(super) fn append_outcome(
     outcome_columns(row, 2, stream, duplicate)
 }
 
+/// An append the group statement wrote (`sql/append/write_group.sql`):
+/// its stream id and the global position of its event, from the columns
+/// `stream_id, tx_id, position`.
+pub(super) fn joined_append(row: &Row) -> Result<(&str, GlobalPosition), annals::Error> {
+    Ok((column(row, 0)?, position(row, 1, 2)?))
+}
+
 /// A recorded command outcome: `stream_id, first_version, last_version,
 /// tx_id, last_position`, as a repeat of the command would get it.
 pub(super) fn command_outcome(row: &Row) -> Result<AppendOutcome, annals::Error> {

@@ -1,11 +1,9 @@
 //! Appending inside a transaction of the caller's.
 
 use annals::{AppendOutcome, AppendRequest, Error};
-use tokio_postgres::Statement;
-use tokio_postgres::types::ToSql;
 
 use super::PgEventStore;
-use super::append::{LEADING_TYPES, outcomes, send_in_order};
+use super::append::{LEADING_TYPES, outcomes, paired, send_in_order, single};
 use super::call::{AppendCall, Calls};
 use crate::Notify;
 use crate::error::backend;
@@ -84,13 +82,12 @@ impl PgEventStore {
             );
         }
         let params: Vec<_> = pending.iter().map(|call| call.params()).collect();
-        let sent: Vec<(&Statement, &[&(dyn ToSql + Sync)])> = statements
-            .iter()
-            .zip(&params)
-            .map(|(statement, params)| (statement, &params[..]))
-            .collect();
         let transaction: &tokio_postgres::Transaction<'_> = transaction;
-        let results = send_in_order(transaction, &sent).await;
+        let results = send_in_order(transaction, &paired(&statements, &params))
+            .await
+            .into_iter()
+            .map(single)
+            .collect();
         let mut written = match outcomes(results, &pending) {
             Ok(written) => written.into_iter(),
             Err(failure) => return Err(self.refusal(failure, &pending).await),
