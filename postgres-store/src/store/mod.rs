@@ -44,7 +44,8 @@ use signal::Signal;
 ///   transaction sent in one round trip.
 /// - Lone appends that arrive while every append lane is busy
 ///   ([`Config::with_append_lanes`]) commit together in the next free one
-///   (group commit), each with an outcome of its own.
+///   (group commit), each with an outcome of its own; the single events of
+///   such a group are one statement.
 /// - The global stream and the outbox are read in `(tx_id, position)` order,
 ///   only up to the oldest transaction still running, so that nothing can
 ///   appear behind a reader's checkpoint.
