@@ -226,10 +226,14 @@ impl AppendStatements {
         }
     }
 
-    /// The group statement for `appends` single-event appends (at least 2,
-    /// at most the largest of [`GROUP_SIZES`]), its number, and the number
-    /// of appends it takes.
+    /// The group statement for `appends` single-event appends, its number,
+    /// and the number of appends it takes; `None` for fewer than two (one
+    /// goes as its lone statement) or more than the largest of
+    /// [`GROUP_SIZES`].
     pub(crate) fn group(&self, appends: usize) -> Option<(&str, usize, usize)> {
+        if appends < 2 {
+            return None;
+        }
         let index = GROUP_SIZES.iter().position(|&size| size >= appends)?;
         Some((
             &self.groups[index],
@@ -449,6 +453,8 @@ mod tests {
         let (sql, number, size) = append.group(64).unwrap();
         assert_eq!((number, size), (lone + GROUP_SIZES.len() - 1, 64));
         assert!(append.group(65).is_none());
+        assert!(append.group(1).is_none());
+        assert!(append.group(0).is_none());
         // Every parameter of every append, and nothing after them.
         let last = 64 * GROUP_COLUMNS;
         assert!(sql.contains(&format!("${last}::jsonb")), "{sql}");

@@ -488,3 +488,43 @@ async fn a_failing_group_statement_fails_only_the_append_at_fault() {
     assert_eq!(read_stream(&store, &stream("b")).await.len(), 1);
     assert_eq!(read_stream(&store, &stream("c")).await.len(), 2);
 }
+
+/// A group in which no single event joins a group statement (new streams,
+/// any version, several events) writes each append once, by its own
+/// statement, and answers each with what it wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_group_of_appends_that_go_on_their_own_writes_each_once() {
+    let store = one_lane_store().await;
+    create(&store, "any").await;
+    create(&store, "two").await;
+    let outcomes = in_one_group(
+        &store,
+        "held",
+        vec![
+            AppendRequest::new(stream("new"), ExpectedVersion::NoStream).event(added(1)),
+            AppendRequest::new(stream("any"), ExpectedVersion::Any).event(added(2)),
+            AppendRequest::new(stream("two"), ExpectedVersion::Exact(1))
+                .events([added(2), added(3)]),
+            // One that could join, alone among the others.
+            AppendRequest::new(stream("held"), ExpectedVersion::Exact(2)).event(added(3)),
+        ],
+    )
+    .await;
+    let versions: Vec<(u64, u64)> = outcomes
+        .iter()
+        .map(|outcome| {
+            let outcome = outcome.as_ref().unwrap();
+            assert!(!outcome.duplicate);
+            (outcome.first_version, outcome.last_version)
+        })
+        .collect();
+    assert_eq!(versions, [(1, 1), (2, 2), (2, 3), (3, 3)]);
+    let commits: HashSet<u64> = outcomes
+        .iter()
+        .map(|outcome| outcome.as_ref().unwrap().last_position.commit)
+        .collect();
+    assert_eq!(commits.len(), 1, "one transaction");
+    for (name, count) in [("new", 1), ("any", 2), ("two", 3), ("held", 3)] {
+        assert_eq!(read_stream(&store, &stream(name)).await.len(), count, "{name}");
+    }
+}

@@ -61,17 +61,22 @@ enum Written {
 /// How a group's appends are sent: which join the group statement, and
 /// which go as statements of their own. Places are indexes into the
 /// group's calls.
-struct Split<'a> {
-    /// The appends the group statement writes, with their parameters.
-    joined: Vec<(usize, GroupRow<'a>)>,
+struct Split<'a, 's> {
+    /// The group statement (its text, number and size) and the appends it
+    /// writes, with their parameters; `None` when fewer than two can join.
+    group: Option<(GroupStatement<'s>, Vec<(usize, GroupRow<'a>)>)>,
     /// The appends sent as statements of their own, in place order.
     separate: Vec<usize>,
 }
 
-impl<'a> Split<'a> {
+/// A group statement's text, its number among the prepared append
+/// statements, and the number of appends it takes.
+type GroupStatement<'s> = (&'s str, usize, usize);
+
+impl<'a, 's> Split<'a, 's> {
     /// Joins the appends that can join, when at least two can and a group
     /// statement holds them; otherwise every append goes on its own.
-    fn of(calls: &[&'a AppendCall<'_>], statements: &AppendStatements) -> Self {
+    fn of(calls: &[&'a AppendCall<'_>], statements: &'s AppendStatements) -> Self {
         let mut joined = Vec::new();
         let mut separate = Vec::new();
         for (place, call) in calls.iter().enumerate() {
@@ -80,20 +85,30 @@ impl<'a> Split<'a> {
                 None => separate.push(place),
             }
         }
-        if joined.len() < 2 || statements.group(joined.len()).is_none() {
-            separate = (0..calls.len()).collect();
-            joined.clear();
+        match statements.group(joined.len()) {
+            Some(statement) => Split {
+                group: Some((statement, joined)),
+                separate,
+            },
+            None => Split {
+                group: None,
+                separate: (0..calls.len()).collect(),
+            },
         }
-        Split { joined, separate }
+    }
+
+    /// The appends the group statement writes.
+    fn joined(&self) -> &[(usize, GroupRow<'a>)] {
+        self.group.as_ref().map_or(&[], |(_, joined)| joined)
     }
 
     /// The group statement's parameters, padded to `size` appends.
     fn group_params(&self, size: usize) -> Vec<&'a (dyn ToSql + Sync)> {
         let mut params = Vec::with_capacity(size * GROUP_COLUMNS);
-        for (_, row) in &self.joined {
+        for (_, row) in self.joined() {
             params.extend_from_slice(row);
         }
-        for _ in self.joined.len()..size {
+        for _ in self.joined().len()..size {
             params.extend_from_slice(&GROUP_PADDING);
         }
         params
@@ -102,7 +117,7 @@ impl<'a> Split<'a> {
     /// The place of the joined append to `stream`, which a group holds one
     /// append of at most.
     fn joined_place(&self, calls: &[&AppendCall<'_>], stream: &str) -> Option<usize> {
-        self.joined
+        self.joined()
             .iter()
             .map(|&(place, _)| place)
             .find(|&place| calls[place].request.stream.as_str() == stream)
@@ -195,7 +210,7 @@ impl PgEventStore {
         let split = Split::of(calls, appends);
         let mut statements: Vec<Statement> = Vec::with_capacity(split.separate.len() + 1);
         let mut params: Vec<Vec<&(dyn ToSql + Sync)>> = Vec::with_capacity(statements.capacity());
-        if let Some((sql, number, size)) = appends.group(split.joined.len()) {
+        if let Some(((sql, number, size), _)) = split.group {
             let prepared = &self.inner.prepared;
             let statement = prepared.statement(&client, number, sql, &[]).await;
             statements.push(statement.map_err(GroupFailure::of)?);
@@ -210,7 +225,7 @@ impl PgEventStore {
         let sent = paired(&statements, &params);
         let mut answers = match &sent[..] {
             // One statement is atomic by itself.
-            [only] if !split.joined.is_empty() => vec![client.query(only.0, only.1).await],
+            [only] if split.group.is_some() => vec![client.query(only.0, only.1).await],
             _ => {
                 let transaction = send_transaction(&client, &sent)
                     .await
@@ -225,7 +240,7 @@ impl PgEventStore {
         .into_iter();
 
         let mut written: Vec<Option<Written>> = calls.iter().map(|_| None).collect();
-        if !split.joined.is_empty() {
+        if split.group.is_some() {
             // The group statement's answer comes first.
             let rows = answers.next().transpose().map_err(GroupFailure::of)?;
             for row in rows.unwrap_or_default() {
@@ -297,7 +312,7 @@ mod tests {
             .collect();
         let calls: Vec<&AppendCall<'_>> = calls.iter().collect();
         let split = Split::of(&calls, &statements.append);
-        let joined = split.joined.iter().map(|&(place, _)| place).collect();
+        let joined = split.joined().iter().map(|&(place, _)| place).collect();
         (joined, split.separate)
     }
 
