@@ -525,6 +525,55 @@ async fn a_group_of_appends_that_go_on_their_own_writes_each_once() {
         .collect();
     assert_eq!(commits.len(), 1, "one transaction");
     for (name, count) in [("new", 1), ("any", 2), ("two", 3), ("held", 3)] {
-        assert_eq!(read_stream(&store, &stream(name)).await.len(), count, "{name}");
+        assert_eq!(
+            read_stream(&store, &stream(name)).await.len(),
+            count,
+            "{name}"
+        );
+    }
+}
+
+/// Appends that join group statements and appends that do not, mixed in
+/// stream-id order, are written in that order (a run of joining appends per
+/// statement), all in one transaction, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn runs_of_single_events_between_other_appends_share_the_transaction() {
+    let store = one_lane_store().await;
+    for name in ["a", "b", "d", "e", "f"] {
+        create(&store, name).await;
+    }
+    let outcomes = in_one_group(
+        &store,
+        "held",
+        vec![
+            AppendRequest::new(stream("e"), ExpectedVersion::Exact(1)).event(added(2)),
+            AppendRequest::new(stream("a"), ExpectedVersion::Exact(1)).event(added(2)),
+            AppendRequest::new(stream("c"), ExpectedVersion::NoStream).event(added(1)),
+            AppendRequest::new(stream("f"), ExpectedVersion::Exact(1)).event(added(2)),
+            AppendRequest::new(stream("b"), ExpectedVersion::Exact(1)).event(added(2)),
+            AppendRequest::new(stream("d"), ExpectedVersion::Any).event(added(2)),
+        ],
+    )
+    .await;
+    let commits: HashSet<u64> = outcomes
+        .iter()
+        .map(|outcome| {
+            let outcome = outcome.as_ref().unwrap();
+            assert!(!outcome.duplicate);
+            outcome.last_position.commit
+        })
+        .collect();
+    assert_eq!(commits.len(), 1, "one transaction");
+    let versions: Vec<u64> = outcomes
+        .iter()
+        .map(|outcome| outcome.as_ref().unwrap().last_version)
+        .collect();
+    assert_eq!(versions, [2, 2, 1, 2, 2, 2]);
+    for (name, count) in [("a", 2), ("b", 2), ("c", 1), ("d", 2), ("e", 2), ("f", 2)] {
+        assert_eq!(
+            read_stream(&store, &stream(name)).await.len(),
+            count,
+            "{name}"
+        );
     }
 }

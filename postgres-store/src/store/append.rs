@@ -363,10 +363,21 @@ pub(super) async fn prepare_calls(
 ) -> Result<Vec<Statement>, tokio_postgres::Error> {
     let mut prepared = Vec::with_capacity(calls.len());
     for call in calls {
-        let sql = statements.get(call.step, call.shape, refusal, call.notifies());
-        prepared.push(client.prepare_typed_cached(sql, &LEADING_TYPES).await?);
+        prepared.push(prepare_call(client, call, statements, refusal).await?);
     }
     Ok(prepared)
+}
+
+/// The statement of `call`, refusing as `refusal` says, prepared on
+/// `client`.
+pub(super) async fn prepare_call(
+    client: &deadpool_postgres::Client,
+    call: &AppendCall<'_>,
+    statements: &AppendStatements,
+    refusal: Refusal,
+) -> Result<Statement, tokio_postgres::Error> {
+    let sql = statements.get(call.step, call.shape, refusal, call.notifies());
+    client.prepare_typed_cached(sql, &LEADING_TYPES).await
 }
 
 /// Each statement with its parameters.

@@ -1,13 +1,16 @@
 //! Writing a group of lone appends in one round trip.
 //!
 //! The single events of most commands (one event to an existing stream at
-//! an exact version, nothing else) join one group statement
+//! an exact version, nothing else) join group statements
 //! (`sql/append/write_group.sql`): the server then sets up one statement
-//! and one `INSERT` for all of them instead of one of each per append,
-//! which is most of what a small append costs it. Every other append of
-//! the group goes as its own statement beside it, all in one transaction:
-//! in autocommit when the group statement is all there is, else between
-//! `BEGIN` and `COMMIT`, sent together.
+//! and one `INSERT` for many of them instead of one of each per append,
+//! which is most of what a small append costs it. The group's appends are
+//! written in stream-id order, as a unit of work's are, so that two
+//! transactions never lock two stream rows in opposite orders: each run of
+//! appends that can join is one group statement, every other append its
+//! lone statement. All of it is one transaction, sent in one round trip:
+//! in autocommit when one group statement is all there is (most groups),
+//! else between `BEGIN` and `COMMIT`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,7 +22,7 @@ use tokio_postgres::{Row, Statement};
 use crate::error::{corrupt, is_transient};
 use crate::schema::{AppendStatements, GROUP_COLUMNS, Refusal};
 use crate::store::PgEventStore;
-use crate::store::append::{paired, prepare_calls, record, send_transaction, single};
+use crate::store::append::{paired, prepare_call, record, send_transaction};
 use crate::store::call::{AppendCall, GROUP_PADDING};
 use crate::store::rows;
 
@@ -58,69 +61,95 @@ enum Written {
     Joined(GlobalPosition),
 }
 
-/// How a group's appends are sent: which join the group statement, and
-/// which go as statements of their own. Places are indexes into the
-/// group's calls.
-struct Split<'a, 's> {
-    /// The group statement (its text, number and size) and the appends it
-    /// writes, with their parameters; `None` when fewer than two can join.
-    group: Option<(GroupStatement<'s>, Vec<(usize, GroupRow<'a>)>)>,
-    /// The appends sent as statements of their own, in place order.
-    separate: Vec<usize>,
-}
-
 /// A group statement's text, its number among the prepared append
 /// statements, and the number of appends it takes.
 type GroupStatement<'s> = (&'s str, usize, usize);
 
-impl<'a, 's> Split<'a, 's> {
-    /// Joins the appends that can join, when at least two can and a group
-    /// statement holds them; otherwise every append goes on its own.
-    fn of(calls: &[&'a AppendCall<'_>], statements: &'s AppendStatements) -> Self {
-        let mut joined = Vec::new();
-        let mut separate = Vec::new();
+/// One statement of a group's transaction. Places are indexes into the
+/// group's calls, which are in stream-id order.
+enum Part<'a, 's> {
+    /// Two or more consecutive appends that one group statement writes,
+    /// with their parameters.
+    Joined(GroupStatement<'s>, Vec<(usize, GroupRow<'a>)>),
+    /// An append sent as its lone statement.
+    Alone(usize),
+}
+
+impl<'a> Part<'a, '_> {
+    /// The parts of a group, in the order of its calls, so that stream rows
+    /// are locked in stream-id order across the transaction, as in a unit
+    /// of work: each run of two or more appends that can join is one group
+    /// statement, every other append its lone statement. Most groups are
+    /// one run.
+    fn split<'s>(
+        calls: &[&'a AppendCall<'_>],
+        statements: &'s AppendStatements,
+    ) -> Vec<Part<'a, 's>> {
+        let mut parts = Vec::new();
+        let mut run: Vec<(usize, GroupRow<'a>)> = Vec::new();
+        let end_run =
+            |run: &mut Vec<(usize, GroupRow<'a>)>, parts: &mut Vec<Part<'a, 's>>| match statements
+                .group(run.len())
+            {
+                Some(statement) => parts.push(Part::Joined(statement, std::mem::take(run))),
+                None => parts.extend(run.drain(..).map(|(place, _)| Part::Alone(place))),
+            };
         for (place, call) in calls.iter().enumerate() {
             match call.group_row() {
-                Some(row) => joined.push((place, row)),
-                None => separate.push(place),
+                Some(row) => run.push((place, row)),
+                None => {
+                    end_run(&mut run, &mut parts);
+                    parts.push(Part::Alone(place));
+                }
             }
         }
-        match statements.group(joined.len()) {
-            Some(statement) => Split {
-                group: Some((statement, joined)),
-                separate,
-            },
-            None => Split {
-                group: None,
-                separate: (0..calls.len()).collect(),
-            },
+        end_run(&mut run, &mut parts);
+        parts
+    }
+
+    /// The parameters of this part's statement.
+    fn params(&self, calls: &[&'a AppendCall<'_>]) -> Vec<&'a (dyn ToSql + Sync)> {
+        match self {
+            Part::Alone(place) => calls[*place].params(),
+            Part::Joined((_, _, size), joined) => {
+                let mut params = Vec::with_capacity(size * GROUP_COLUMNS);
+                for (_, row) in joined {
+                    params.extend_from_slice(row);
+                }
+                for _ in joined.len()..*size {
+                    params.extend_from_slice(&GROUP_PADDING);
+                }
+                params
+            }
         }
     }
 
-    /// The appends the group statement writes.
-    fn joined(&self) -> &[(usize, GroupRow<'a>)] {
-        self.group.as_ref().map_or(&[], |(_, joined)| joined)
-    }
-
-    /// The group statement's parameters, padded to `size` appends.
-    fn group_params(&self, size: usize) -> Vec<&'a (dyn ToSql + Sync)> {
-        let mut params = Vec::with_capacity(size * GROUP_COLUMNS);
-        for (_, row) in self.joined() {
-            params.extend_from_slice(row);
+    /// What this part's statement wrote, from its answer, into `written`.
+    fn read(
+        &self,
+        calls: &[&AppendCall<'_>],
+        answer: Result<Vec<Row>, tokio_postgres::Error>,
+        written: &mut [Option<Written>],
+    ) -> Result<(), GroupFailure> {
+        let rows = answer.map_err(GroupFailure::of)?;
+        match self {
+            Part::Alone(place) => written[*place] = rows.into_iter().next().map(Written::Row),
+            Part::Joined(_, joined) => {
+                for row in rows {
+                    let (stream, position) =
+                        rows::joined_append(&row).map_err(GroupFailure::Unreadable)?;
+                    // A group holds one append per stream.
+                    let place = joined
+                        .iter()
+                        .map(|&(place, _)| place)
+                        .find(|&place| calls[place].request.stream.as_str() == stream);
+                    if let Some(place) = place {
+                        written[place] = Some(Written::Joined(position));
+                    }
+                }
+            }
         }
-        for _ in self.joined().len()..size {
-            params.extend_from_slice(&GROUP_PADDING);
-        }
-        params
-    }
-
-    /// The place of the joined append to `stream`, which a group holds one
-    /// append of at most.
-    fn joined_place(&self, calls: &[&AppendCall<'_>], stream: &str) -> Option<usize> {
-        self.joined()
-            .iter()
-            .map(|&(place, _)| place)
-            .find(|&place| calls[place].request.stream.as_str() == stream)
+        Ok(())
     }
 }
 
@@ -207,25 +236,26 @@ impl PgEventStore {
             .await
             .map_err(|_| GroupFailure::RolledBack)?;
         let appends = &self.inner.sql.append;
-        let split = Split::of(calls, appends);
-        let mut statements: Vec<Statement> = Vec::with_capacity(split.separate.len() + 1);
-        let mut params: Vec<Vec<&(dyn ToSql + Sync)>> = Vec::with_capacity(statements.capacity());
-        if let Some(((sql, number, size), _)) = split.group {
-            let prepared = &self.inner.prepared;
-            let statement = prepared.statement(&client, number, sql, &[]).await;
+        let parts = Part::split(calls, appends);
+        let mut statements: Vec<Statement> = Vec::with_capacity(parts.len());
+        for part in &parts {
+            let statement = match part {
+                Part::Joined((sql, number, _), _) => {
+                    let prepared = &self.inner.prepared;
+                    prepared.statement(&client, *number, sql, &[]).await
+                }
+                Part::Alone(place) => {
+                    prepare_call(&client, calls[*place], appends, Refusal::After).await
+                }
+            };
             statements.push(statement.map_err(GroupFailure::of)?);
-            params.push(split.group_params(size));
         }
-        let separate: Vec<&AppendCall<'_>> =
-            split.separate.iter().map(|&place| calls[place]).collect();
-        let prepared = prepare_calls(&client, &separate, appends, Refusal::After).await;
-        statements.extend(prepared.map_err(GroupFailure::of)?);
-        params.extend(separate.iter().map(|call| call.params()));
-
+        let params: Vec<Vec<&(dyn ToSql + Sync)>> =
+            parts.iter().map(|part| part.params(calls)).collect();
         let sent = paired(&statements, &params);
-        let mut answers = match &sent[..] {
+        let answers = match (&sent[..], &parts[..]) {
             // One statement is atomic by itself.
-            [only] if split.group.is_some() => vec![client.query(only.0, only.1).await],
+            ([only], [Part::Joined(..)]) => vec![client.query(only.0, only.1).await],
             _ => {
                 let transaction = send_transaction(&client, &sent)
                     .await
@@ -236,23 +266,10 @@ impl PgEventStore {
                 transaction.committed.map_err(GroupFailure::of)?;
                 transaction.statements
             }
-        }
-        .into_iter();
-
+        };
         let mut written: Vec<Option<Written>> = calls.iter().map(|_| None).collect();
-        if split.group.is_some() {
-            // The group statement's answer comes first.
-            let rows = answers.next().transpose().map_err(GroupFailure::of)?;
-            for row in rows.unwrap_or_default() {
-                let (stream, position) =
-                    rows::joined_append(&row).map_err(GroupFailure::Unreadable)?;
-                if let Some(place) = split.joined_place(calls, stream) {
-                    written[place] = Some(Written::Joined(position));
-                }
-            }
-        }
-        for (&place, answer) in split.separate.iter().zip(answers) {
-            written[place] = single(answer).map_err(GroupFailure::of)?.map(Written::Row);
+        for (part, answer) in parts.iter().zip(answers) {
+            part.read(calls, answer, &mut written)?;
         }
         Ok(written)
     }
@@ -297,49 +314,60 @@ mod tests {
         request
     }
 
-    fn split_of(requests: &[AppendRequest]) -> (Vec<usize>, Vec<usize>) {
+    /// The places of each part's appends.
+    fn split_of(requests: &[AppendRequest]) -> Vec<Vec<usize>> {
         split_notifying(requests, None)
     }
 
-    fn split_notifying(
-        requests: &[AppendRequest],
-        channel: Option<&str>,
-    ) -> (Vec<usize>, Vec<usize>) {
+    fn split_notifying(requests: &[AppendRequest], channel: Option<&str>) -> Vec<Vec<usize>> {
         let statements = Statements::new(&SchemaName::new("annals").unwrap());
         let calls: Vec<AppendCall<'_>> = requests
             .iter()
             .map(|request| AppendCall::checked(request, &Limits::default(), channel).unwrap())
             .collect();
         let calls: Vec<&AppendCall<'_>> = calls.iter().collect();
-        let split = Split::of(&calls, &statements.append);
-        let joined = split.joined().iter().map(|&(place, _)| place).collect();
-        (joined, split.separate)
+        Part::split(&calls, &statements.append)
+            .iter()
+            .map(|part| match part {
+                Part::Joined(_, joined) => joined.iter().map(|&(place, _)| place).collect(),
+                Part::Alone(place) => vec![*place],
+            })
+            .collect()
     }
 
     #[test]
-    fn single_events_at_exact_versions_of_existing_streams_join() {
+    fn runs_of_single_events_at_exact_versions_of_existing_streams_join() {
+        let snapshot = annals::NewSnapshot {
+            state_version: 1,
+            state: Payload::encode(&0).unwrap(),
+        };
+        // In stream-id order, as a group's calls are.
         let requests = [
             request("a", ExpectedVersion::Exact(3), 1),
-            request("b", ExpectedVersion::NoStream, 1),
-            request("c", ExpectedVersion::Exact(1), 2),
-            request("d", ExpectedVersion::Any, 1),
+            request("b", ExpectedVersion::Exact(1), 1),
+            request("c", ExpectedVersion::NoStream, 1),
+            request("d", ExpectedVersion::Exact(1), 2),
             request("e", ExpectedVersion::Exact(7), 1),
-            request("f", ExpectedVersion::StreamExists, 1),
-            request("g", ExpectedVersion::Exact(1), 1).snapshot(annals::NewSnapshot {
-                state_version: 1,
-                state: Payload::encode(&0).unwrap(),
-            }),
+            request("f", ExpectedVersion::Any, 1),
+            request("g", ExpectedVersion::Exact(2), 1),
+            request("h", ExpectedVersion::Exact(9), 1),
+            request("i", ExpectedVersion::Exact(1), 1),
+            request("j", ExpectedVersion::StreamExists, 1),
+            request("k", ExpectedVersion::Exact(1), 1).snapshot(snapshot),
         ];
-        assert_eq!(split_of(&requests), (vec![0, 4], vec![1, 2, 3, 5, 6]));
-    }
-
-    #[test]
-    fn one_append_that_could_join_goes_on_its_own() {
-        let requests = [
-            request("a", ExpectedVersion::Exact(3), 1),
-            request("b", ExpectedVersion::NoStream, 1),
-        ];
-        assert_eq!(split_of(&requests), (vec![], vec![0, 1]));
+        assert_eq!(
+            split_of(&requests),
+            [
+                vec![0, 1],
+                vec![2],
+                vec![3],
+                vec![4],
+                vec![5],
+                vec![6, 7, 8],
+                vec![9],
+                vec![10]
+            ]
+        );
     }
 
     #[test]
@@ -350,7 +378,8 @@ mod tests {
         ];
         assert_eq!(
             split_notifying(&requests, Some("annals")),
-            (vec![], vec![0, 1])
+            [vec![0], vec![1]]
         );
+        assert_eq!(split_of(&requests), [vec![0, 1]]);
     }
 }
