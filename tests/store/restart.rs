@@ -93,9 +93,12 @@ async fn an_append_cut_off_mid_statement_fails_retriably_and_succeeds_after() {
     assert_eq!(read_stream(&store, &id).await.len(), 2);
 }
 
+/// Four writers on as many lanes: each command goes alone, in a
+/// transaction of its own (the grouped path is the test below).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writers_survive_connections_killed_mid_run_with_nothing_half_written() {
-    let (commands, transactions) = survive_kills(fresh_store().await, 4).await;
+    let store = fresh_store_with(|config| config.with_append_lanes(4)).await;
+    let (commands, transactions) = survive_kills(store, 4).await;
     assert_eq!(
         transactions, commands,
         "each command in a transaction of its own"

@@ -173,7 +173,8 @@ pub async fn global_order_agrees_with_stream_versions_under_concurrency<
     );
 }
 
-/// One append's events are adjacent in the global order and share a commit.
+/// One append's events are adjacent in the global order and share a commit;
+/// appends sent one after another commit one after another.
 pub async fn events_of_one_append_are_contiguous_and_share_a_commit<
     S: EventStore + OutboxReader,
 >(
@@ -215,9 +216,24 @@ pub async fn events_of_one_append_are_contiguous_and_share_a_commit<
             "an append starts every fourth version"
         );
     }
-    let commits: std::collections::HashSet<u64> =
-        events.iter().map(|event| event.position.commit).collect();
-    assert_eq!(commits.len(), 40, "one commit per append");
+    // Appends of different writers may share a commit (a store may commit
+    // concurrent appends together); a writer's appends, each sent after the
+    // one before returned, commit one after another.
+    for writer in 0..4 {
+        let writer_stream = stream(&format!("order-{writer}"));
+        let commits: Vec<u64> = events
+            .iter()
+            .filter(|event| event.stream == writer_stream)
+            .map(|event| event.position.commit)
+            .collect();
+        assert_eq!(commits.len(), 40);
+        for (before, after) in commits.chunks(4).zip(commits.chunks(4).skip(1)) {
+            assert!(
+                before[0] < after[0],
+                "a later append of {writer_stream} commits later"
+            );
+        }
+    }
 }
 
 /// A reader waiting on the append signal wakes when an append commits.
