@@ -48,11 +48,11 @@ pub(super) async fn batched(database: &Database, turns: Turns) -> Result<Measure
 }
 
 /// Single-event commands by 8 writers through one repository (load from
-/// its warm cache, decide, append), beside one 1-row insert per transaction
-/// on 8 connections; once per way of sending `NOTIFY`; then by 32 writers
-/// on the same 8 connections, where appends that wait for a lane commit
-/// together (group commit), beside the 1-row inserts of 32 writers on a
-/// connection each.
+/// its warm cache, decide, append) on a store of 8 connections and its
+/// default append lanes, beside one 1-row insert per transaction on 8
+/// connections; once per way of sending `NOTIFY`, and once with a lane per
+/// connection (no group forms); then by 32 writers on the same store,
+/// beside the 1-row inserts of 32 writers on a connection each.
 pub(super) async fn commands(
     database: &Database,
     turns: Turns,
@@ -60,29 +60,42 @@ pub(super) async fn commands(
     let raw = raw_schema(database, "raw_commands").await?;
     let insert = render(include_str!("../../../sql/insert_one.sql"), &raw);
     let mut measurements = Vec::new();
-    for (writers, notify, label) in [
+    for (writers, notify, lanes, label) in [
         (
             COMMAND_WRITERS,
             Notify::AfterCommit,
+            None,
             "NOTIFY after commit, the default",
         ),
         (
             COMMAND_WRITERS,
             Notify::InTransaction,
+            None,
             "NOTIFY in the transaction",
         ),
-        (COMMAND_WRITERS, Notify::Off, "no NOTIFY"),
+        (COMMAND_WRITERS, Notify::Off, None, "no NOTIFY"),
+        (
+            COMMAND_WRITERS,
+            Notify::AfterCommit,
+            Some(COMMAND_CONNECTIONS),
+            "a lane per connection: no group commit",
+        ),
         (
             CROWDED_WRITERS,
             Notify::AfterCommit,
+            None,
             "on 8 connections, group commit",
         ),
     ] {
         let store = database
             .store("commands", |config| {
-                config
+                let config = config
                     .with_pool_size(COMMAND_CONNECTIONS)
-                    .with_notify(notify)
+                    .with_notify(notify);
+                match lanes {
+                    Some(lanes) => config.with_append_lanes(lanes),
+                    None => config,
+                }
             })
             .await
             .map_err(|error| error.to_string())?;
