@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use annals::testing::conformance::{added, read_stream, stream};
 use annals::{
-    AppendOutcome, AppendRequest, Error, EventStore, ExpectedVersion, GlobalPosition, StreamId,
+    AppendOutcome, AppendRequest, Error, EventStore, ExpectedVersion, GlobalPosition, NewEvent,
+    StreamId,
 };
 use annals_postgres::tokio_postgres::Client;
 use tokio::task::JoinHandle;
@@ -99,6 +100,52 @@ async fn in_one_group(
     outcomes
 }
 
+/// `outcome` is a version conflict on stream `name`, which expected
+/// `expected` and was at `actual`.
+fn assert_conflict(outcome: &Result<AppendOutcome, Error>, name: &str, expected: u64, actual: u64) {
+    match outcome {
+        Err(Error::Conflict {
+            stream: conflicted,
+            expected: said,
+            actual: found,
+        }) => {
+            assert_eq!(conflicted, &stream(name));
+            assert_eq!(*said, ExpectedVersion::Exact(expected));
+            assert_eq!(*found, Some(actual));
+        }
+        other => panic!("expected a conflict on {name}, got {other:?}"),
+    }
+}
+
+/// `outcome` refuses an append to stream `name` whose event id `stored` is
+/// stored already, naming it.
+fn assert_stored_event_id_refused(
+    outcome: &Result<AppendOutcome, Error>,
+    name: &str,
+    stored: Uuid,
+) {
+    match outcome {
+        Err(Error::InvalidAppend {
+            stream: refused,
+            reason,
+        }) => {
+            assert_eq!(refused, &stream(name));
+            assert!(reason.contains(&stored.to_string()), "{reason}");
+        }
+        other => panic!("expected the stored event id refused, got {other:?}"),
+    }
+}
+
+/// An event stored in stream `x`: appending it again is refused.
+async fn stored_event(store: &TestStore) -> NewEvent {
+    let event = added(7);
+    store
+        .append(AppendRequest::new(stream("x"), ExpectedVersion::NoStream).event(event.clone()))
+        .await
+        .unwrap();
+    event
+}
+
 async fn create(store: &TestStore, name: &str) -> AppendOutcome {
     store
         .append(AppendRequest::new(stream(name), ExpectedVersion::NoStream).event(added(1)))
@@ -140,18 +187,7 @@ async fn appends_waiting_for_a_lane_commit_together_each_with_its_own_outcome() 
         (a.first_version, a.last_version, a.duplicate),
         (2, 2, false)
     );
-    match &outcomes[1] {
-        Err(Error::Conflict {
-            stream: conflicted,
-            expected,
-            actual,
-        }) => {
-            assert_eq!(conflicted, &stream("b"));
-            assert_eq!(*expected, ExpectedVersion::Exact(5));
-            assert_eq!(*actual, Some(1));
-        }
-        other => panic!("expected a conflict, got {other:?}"),
-    }
+    assert_conflict(&outcomes[1], "b", 5, 1);
     let c = outcomes[2].as_ref().unwrap();
     assert_eq!((c.last_version, c.duplicate), (1, false));
     let d = outcomes[3].as_ref().unwrap();
@@ -167,49 +203,54 @@ async fn appends_waiting_for_a_lane_commit_together_each_with_its_own_outcome() 
     assert_eq!(read_stream(&store, &stream("d")).await.len(), 1);
 }
 
+/// A statement of a group failing (here on an event id that is stored)
+/// makes the server write none of the group; every append goes again
+/// alone, and only the one at fault fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_statement_failing_in_a_group_fails_only_its_own_append() {
-    let store = one_lane_store().await;
-    let stored = added(1);
-    let stored_id = stored.event_id;
-    store
-        .append(AppendRequest::new(stream("x"), ExpectedVersion::NoStream).event(stored.clone()))
-        .await
-        .unwrap();
-    let (blocker, held) = hold_the_lane(&store).await;
+    one_of_three_refused(ExpectedVersion::NoStream).await;
+}
 
-    let appends = queue(
+/// The same when the statement that fails is the group statement that
+/// writes all three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_group_statement_fails_only_the_append_at_fault() {
+    one_of_three_refused(ExpectedVersion::Exact(1)).await;
+}
+
+/// Appends to `a`, `b` and `c` at `expected` (new streams, or existing ones
+/// at version 1) in one group, `b`'s with an event id that is stored.
+async fn one_of_three_refused(expected: ExpectedVersion) {
+    let store = one_lane_store().await;
+    let before = match expected {
+        ExpectedVersion::NoStream => 0,
+        _ => {
+            for name in ["a", "b", "c"] {
+                create(&store, name).await;
+            }
+            1
+        }
+    };
+    let stored = stored_event(&store).await;
+    let stored_id = stored.event_id;
+    let outcomes = in_one_group(
         &store,
+        "held",
         vec![
-            AppendRequest::new(stream("a"), ExpectedVersion::NoStream).event(added(1)),
-            // The server refuses this statement: the event id is stored.
-            AppendRequest::new(stream("b"), ExpectedVersion::NoStream).event(stored),
-            AppendRequest::new(stream("c"), ExpectedVersion::NoStream).event(added(1)),
+            AppendRequest::new(stream("a"), expected).event(added(2)),
+            AppendRequest::new(stream("b"), expected).event(stored),
+            AppendRequest::new(stream("c"), expected).event(added(2)),
         ],
     )
     .await;
-    blocker.batch_execute("COMMIT").await.unwrap();
-    held.await.unwrap().unwrap();
-    let mut outcomes = Vec::new();
-    for append in appends {
-        outcomes.push(append.await.unwrap());
-    }
 
-    assert_eq!(outcomes[0].as_ref().unwrap().last_version, 1);
-    match &outcomes[1] {
-        Err(Error::InvalidAppend {
-            stream: refused,
-            reason,
-        }) => {
-            assert_eq!(refused, &stream("b"));
-            assert!(reason.contains(&stored_id.to_string()), "{reason}");
-        }
-        other => panic!("expected the duplicate event id refused, got {other:?}"),
+    assert_eq!(outcomes[0].as_ref().unwrap().last_version, before + 1);
+    assert_stored_event_id_refused(&outcomes[1], "b", stored_id);
+    assert_eq!(outcomes[2].as_ref().unwrap().last_version, before + 1);
+    for (name, written) in [("a", before + 1), ("b", before), ("c", before + 1)] {
+        let events = read_stream(&store, &stream(name)).await;
+        assert_eq!(events.len() as u64, written, "{name}");
     }
-    assert_eq!(outcomes[2].as_ref().unwrap().last_version, 1);
-    assert_eq!(read_stream(&store, &stream("a")).await.len(), 1);
-    assert!(read_stream(&store, &stream("b")).await.is_empty());
-    assert_eq!(read_stream(&store, &stream("c")).await.len(), 1);
     assert_eq!(read_stream(&store, &stream("x")).await.len(), 1);
 }
 
@@ -423,18 +464,7 @@ async fn a_padded_group_writes_what_holds_and_sends_the_rest_alone() {
         commits.insert(outcome.last_position.commit);
     }
     assert_eq!(commits.len(), 1, "the seven that held went together");
-    match &outcomes[7] {
-        Err(Error::Conflict {
-            stream: conflicted,
-            expected,
-            actual,
-        }) => {
-            assert_eq!(conflicted, &stream("s-7"));
-            assert_eq!(*expected, ExpectedVersion::Exact(4));
-            assert_eq!(*actual, Some(1));
-        }
-        other => panic!("expected a conflict, got {other:?}"),
-    }
+    assert_conflict(&outcomes[7], "s-7", 4, 1);
     let resent = outcomes[8].as_ref().unwrap();
     assert!(resent.duplicate);
     assert_eq!(resent.last_position, first.last_position);
@@ -443,50 +473,6 @@ async fn a_padded_group_writes_what_holds_and_sends_the_rest_alone() {
     }
     assert_eq!(read_stream(&store, &stream("s-7")).await.len(), 1);
     assert_eq!(read_stream(&store, &stream("s-8")).await.len(), 2);
-}
-
-/// When the group statement fails (here on an event id that is stored), the
-/// server writes none of it, and every append goes again alone: only the
-/// one at fault fails.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_failing_group_statement_fails_only_the_append_at_fault() {
-    let store = one_lane_store().await;
-    for name in ["a", "b", "c"] {
-        create(&store, name).await;
-    }
-    let stored = added(7);
-    let stored_id = stored.event_id;
-    store
-        .append(AppendRequest::new(stream("x"), ExpectedVersion::NoStream).event(stored.clone()))
-        .await
-        .unwrap();
-
-    let outcomes = in_one_group(
-        &store,
-        "held",
-        vec![
-            AppendRequest::new(stream("a"), ExpectedVersion::Exact(1)).event(added(2)),
-            AppendRequest::new(stream("b"), ExpectedVersion::Exact(1)).event(stored),
-            AppendRequest::new(stream("c"), ExpectedVersion::Exact(1)).event(added(2)),
-        ],
-    )
-    .await;
-
-    assert_eq!(outcomes[0].as_ref().unwrap().last_version, 2);
-    match &outcomes[1] {
-        Err(Error::InvalidAppend {
-            stream: refused,
-            reason,
-        }) => {
-            assert_eq!(refused, &stream("b"));
-            assert!(reason.contains(&stored_id.to_string()), "{reason}");
-        }
-        other => panic!("expected the stored event id refused, got {other:?}"),
-    }
-    assert_eq!(outcomes[2].as_ref().unwrap().last_version, 2);
-    assert_eq!(read_stream(&store, &stream("a")).await.len(), 2);
-    assert_eq!(read_stream(&store, &stream("b")).await.len(), 1);
-    assert_eq!(read_stream(&store, &stream("c")).await.len(), 2);
 }
 
 /// A group in which no single event joins a group statement (new streams,

@@ -46,7 +46,7 @@ impl<'a> Calls<'a> {
     }
 }
 
-/// The parameters of a row of NULLs that pads a group statement to its
+/// The parameters of an append of NULLs that pads a group statement to its
 /// size (`sql/append/write_group.sql`): it matches no stream row and writes
 /// nothing.
 pub(super) const GROUP_PADDING: [&(dyn ToSql + Sync); GROUP_COLUMNS] = [
@@ -90,6 +90,22 @@ struct EventColumns<'a> {
     causation_id: Option<Uuid>,
     command_id: Option<Uuid>,
     metadata: Option<JsonText<String>>,
+}
+
+impl EventColumns<'_> {
+    /// $5 to $12 of `write_event.sql`, in order.
+    fn params(&self) -> [&(dyn ToSql + Sync); 8] {
+        [
+            &self.event_id,
+            &self.event_type,
+            &self.event_version,
+            &self.payload,
+            &self.correlation_id,
+            &self.causation_id,
+            &self.command_id,
+            &self.metadata,
+        ]
+    }
 }
 
 /// $5 to $24 of `write_batch.sql`.
@@ -180,18 +196,7 @@ impl<'a> AppendCall<'a> {
             &self.request.command_id,
         ];
         match &self.columns {
-            Columns::Event(event) => {
-                params.extend([
-                    &event.event_id as &(dyn ToSql + Sync),
-                    &event.event_type,
-                    &event.event_version,
-                    &event.payload,
-                    &event.correlation_id,
-                    &event.causation_id,
-                    &event.command_id,
-                    &event.metadata,
-                ]);
-            }
+            Columns::Event(event) => params.extend(event.params()),
             Columns::Batch(batch) => {
                 params.extend([
                     &batch.event_ids as &(dyn ToSql + Sync),
@@ -235,19 +240,13 @@ impl<'a> AppendCall<'a> {
         if self.step != StreamStep::Existing || self.notifies() {
             return None;
         }
-        Some([
-            &self.stream_id,
-            &self.expected,
-            &self.request.command_id,
-            &event.event_id,
-            &event.event_type,
-            &event.event_version,
-            &event.payload,
-            &event.correlation_id,
-            &event.causation_id,
-            &event.command_id,
-            &event.metadata,
-        ])
+        // The order of sql/append/group_event.sql: the append's claim of
+        // its command id comes before the event's columns.
+        let mut row: [&(dyn ToSql + Sync); GROUP_COLUMNS] = [&self.stream_id; GROUP_COLUMNS];
+        row[1] = &self.expected;
+        row[2] = &self.request.command_id;
+        row[3..].copy_from_slice(&event.params());
+        Some(row)
     }
 
     /// The version a single event gets, where the request says it (no
