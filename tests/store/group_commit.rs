@@ -203,6 +203,54 @@ async fn appends_waiting_for_a_lane_commit_together_each_with_its_own_outcome() 
     assert_eq!(read_stream(&store, &stream("d")).await.len(), 1);
 }
 
+/// Callers answered by a group that append again at once are the next
+/// group, all of them: the lane lets them queue their appends before it
+/// takes what waits. On one thread, so that the order is the scheduler's,
+/// not a race: taking the queue at once would find it empty, end the lane,
+/// and send the first caller's next append alone.
+#[tokio::test(flavor = "current_thread")]
+async fn callers_answered_by_a_group_append_again_in_the_next_group() {
+    let store = one_lane_store().await;
+    let names = ["a", "b", "c", "d"];
+    for name in names {
+        create(&store, name).await;
+    }
+    let (blocker, held) = hold_the_lane(&store).await;
+    let callers: Vec<_> = names
+        .into_iter()
+        .map(|name| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut commits = Vec::new();
+                for version in [1, 2] {
+                    let request = AppendRequest::new(stream(name), ExpectedVersion::Exact(version))
+                        .event(added(version as i64 + 1));
+                    let outcome = store.append(request).await.unwrap();
+                    assert_eq!(outcome.last_version, version + 1);
+                    commits.push(outcome.last_position.commit);
+                }
+                commits
+            })
+        })
+        .collect();
+    eventually(Duration::from_secs(10), "the appends queue", || async {
+        store.appends_waiting() == names.len()
+    })
+    .await;
+    blocker.batch_execute("COMMIT").await.unwrap();
+    held.await.unwrap().unwrap();
+
+    let mut rounds = [HashSet::new(), HashSet::new()];
+    for caller in callers {
+        for (round, commit) in rounds.iter_mut().zip(caller.await.unwrap()) {
+            round.insert(commit);
+        }
+    }
+    assert_eq!(rounds[0].len(), 1, "the first appends went in one group");
+    assert_eq!(rounds[1].len(), 1, "the second appends went in one group");
+    assert_ne!(rounds[0], rounds[1]);
+}
+
 /// A statement of a group failing (here on an event id that is stored)
 /// makes the server write none of the group; every append goes again
 /// alone, and only the one at fault fails.
