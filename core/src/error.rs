@@ -1,5 +1,7 @@
 //! The one error type of the `annals` crate.
 
+use std::time::Duration;
+
 use crate::{ExpectedVersion, OutboxShard, StreamId};
 
 /// A boxed error from a backend or a user callback.
@@ -174,6 +176,31 @@ pub enum Error {
         step: &'static str,
         /// What the projection's code returned.
         cause: BoxError,
+    },
+
+    /// A background worker did not do what was waited for in time (reach a
+    /// condition, stop). The worker goes on; wait again or abort it.
+    #[error("worker `{worker}` did not {what} within {waited:?}; its status then: {status}")]
+    Timeout {
+        /// The worker's name.
+        worker: String,
+        /// What was waited for.
+        what: String,
+        /// How long was waited.
+        waited: Duration,
+        /// The worker's last status, formatted.
+        status: String,
+    },
+
+    /// A background worker ended: a task of it panicked, or it ended
+    /// before a condition waited for held. Its status says why; start it
+    /// again once the cause is fixed.
+    #[error("worker `{worker}` ended: {reason}")]
+    WorkerEnded {
+        /// The worker's name.
+        worker: String,
+        /// Why, with its last status.
+        reason: String,
     },
 
     /// The storage backend failed.

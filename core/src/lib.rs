@@ -16,6 +16,7 @@ mod outbox;
 mod projection;
 mod relay;
 mod repository;
+mod runtime;
 mod store;
 mod stream;
 mod upcast;
@@ -49,9 +50,10 @@ pub use projection::{
 };
 pub use relay::{OutboxBacklog, OutboxShard, OutboxSource, key_hash};
 pub use repository::{
-    CommandContext, CommandError, CommandOutcome, DEFAULT_CACHE_CAPACITY, Loaded, PendingEvent,
-    Repository, RetryPolicy, SnapshotDecision, SnapshotPolicy, UnitOfWork,
+    CommandContext, CommandError, CommandExhausted, CommandOutcome, DEFAULT_CACHE_CAPACITY, Loaded,
+    PendingEvent, Repository, SnapshotDecision, SnapshotPolicy, UnitOfWork,
 };
+pub use runtime::{Backoff, Exhaustion, RetryPolicy, WorkerHandle};
 pub use store::{
     AppendOutcome, AppendRequest, AppendSignal, EventStore, EventStream, FromSnapshot,
     GlobalBacklog, Limits, NewSnapshot, Snapshot,
@@ -71,4 +73,4 @@ pub mod prelude {
 pub use annals_macros::DomainEvent;
 
 /// The crates whose types appear in this API.
-pub use {chrono, serde_json, uuid};
+pub use {chrono, serde_json, tokio_util, uuid};

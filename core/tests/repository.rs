@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use annals::testing::conformance::{FixtureEvent, Tally, TallyCommand, read_stream};
 use annals::{
-    AppendOutcome, AppendRequest, AppendSignal, CommandContext, CommandError, Error, EventStore,
-    EventStream, GlobalPosition, MemoryEventStore, RecordedEvent, Repository, RetryPolicy,
-    Snapshot, SnapshotPolicy, StreamId, UnitOfWork,
+    AppendOutcome, AppendRequest, AppendSignal, Backoff, CommandContext, CommandError,
+    CommandExhausted, Error, EventStore, EventStream, GlobalPosition, MemoryEventStore,
+    RecordedEvent, Repository, RetryPolicy, Snapshot, SnapshotPolicy, StreamId, UnitOfWork,
 };
 use uuid::Uuid;
 
@@ -82,8 +82,11 @@ impl EventStore for Instrumented {
     }
 }
 
-fn fast_retries() -> RetryPolicy {
-    RetryPolicy::default().with_backoff(Duration::from_micros(10), Duration::from_micros(100))
+fn fast_retries() -> RetryPolicy<CommandExhausted> {
+    RetryPolicy::default().with_backoff(
+        Backoff::exponential(Duration::from_micros(10), Duration::from_micros(100))
+            .with_jitter(1.0),
+    )
 }
 
 #[tokio::test]
@@ -162,7 +165,8 @@ async fn transient_errors_are_retried_and_the_command_lands_once() {
         failing_appends: Arc::new(AtomicUsize::new(1)),
         ..Instrumented::default()
     })
-    .with_retry(fast_retries().with_retry_transient_errors(false));
+    .with_retry(fast_retries())
+    .with_transient_retries(false);
     let error = no_transient
         .execute("t", &TallyCommand::Add(3))
         .await

@@ -14,8 +14,10 @@ use futures::TryStreamExt;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::RetryPolicy;
+
 pub use command::{CommandContext, CommandError, CommandOutcome};
-pub use policy::{RetryPolicy, SnapshotDecision, SnapshotPolicy};
+pub use policy::{CommandExhausted, SnapshotDecision, SnapshotPolicy};
 pub use unit_of_work::UnitOfWork;
 
 use crate::{
@@ -107,7 +109,8 @@ pub struct Repository<A: Aggregate, S> {
     store: S,
     services: Arc<A::Services>,
     snapshots: SnapshotPolicy,
-    retry: RetryPolicy,
+    retry: RetryPolicy<CommandExhausted>,
+    transient_retries: bool,
     cache: Option<Arc<StateCache<A>>>,
     integration: Option<IntegrationMapping<A::Event>>,
 }
@@ -119,6 +122,7 @@ impl<A: Aggregate, S: Clone> Clone for Repository<A, S> {
             services: Arc::clone(&self.services),
             snapshots: self.snapshots.clone(),
             retry: self.retry,
+            transient_retries: self.transient_retries,
             cache: self.cache.clone(),
             integration: self.integration.clone(),
         }
@@ -132,6 +136,7 @@ impl<A: Aggregate, S: fmt::Debug> fmt::Debug for Repository<A, S> {
             .field("store", &self.store)
             .field("snapshots", &self.snapshots)
             .field("retry", &self.retry)
+            .field("transient_retries", &self.transient_retries)
             .field("cache", &self.cache.is_some())
             .field("integration_events", &self.integration.is_some())
             .finish()
@@ -166,6 +171,7 @@ where
             services: Arc::new(services),
             snapshots: SnapshotPolicy::Never,
             retry: RetryPolicy::default(),
+            transient_retries: true,
             cache: Some(Arc::new(StateCache::new(
                 NonZeroUsize::new(DEFAULT_CACHE_CAPACITY).expect("non-zero"),
             ))),
@@ -179,9 +185,19 @@ where
         self
     }
 
-    /// Sets how conflicts and transient errors are retried.
-    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
+    /// Sets how conflicts and transient errors are retried (see
+    /// [`CommandExhausted`] for the default).
+    pub fn with_retry(mut self, policy: RetryPolicy<CommandExhausted>) -> Self {
         self.retry = policy;
+        self
+    }
+
+    /// Sets whether retriable store errors (a lost connection, a
+    /// serialization failure) are retried like conflicts (default true).
+    /// Only commands with an id are retried after such an error: the id
+    /// makes a retry whose first attempt did land a no-op.
+    pub fn with_transient_retries(mut self, retry: bool) -> Self {
+        self.transient_retries = retry;
         self
     }
 
@@ -308,7 +324,7 @@ where
                             .increment(1);
                     }
                     tracing::debug!(attempt, %error, "retrying command");
-                    tokio::time::sleep(self.retry.backoff(attempt)).await;
+                    tokio::time::sleep(self.retry.delay(attempt)).await;
                 }
                 Err(error) => return Err(error.into()),
             }
@@ -316,8 +332,8 @@ where
     }
 
     fn should_retry(&self, error: &Error, attempt: u32) -> bool {
-        attempt < self.retry.max_attempts
-            && (error.is_conflict() || (self.retry.retry_transient_errors && error.is_retriable()))
+        !self.retry.exhausted(attempt)
+            && (error.is_conflict() || (self.transient_retries && error.is_retriable()))
     }
 
     async fn commit(&self, decision: Decision<A>) -> Result<CommandOutcome<A::Event>, Error> {

@@ -4,74 +4,38 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How the [`Repository`](crate::Repository) retries a command after a
-/// version conflict (always: reload and decide again) and after a retriable
-/// store error (only when the command carries an id, which makes the retry
-/// idempotent; every command does unless told otherwise).
+use crate::{Backoff, Exhaustion, RetryPolicy};
+
+/// What the [`Repository`](crate::Repository) does when a command's
+/// attempts are used up: the choice of its [`RetryPolicy`].
 ///
-/// Waits grow exponentially from `initial_backoff` up to `max_backoff`, each
-/// drawn at random between zero and the current bound ("full jitter"), so
-/// that writers that collided do not collide again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The repository retries a command after a version conflict (always:
+/// reload and decide again) and after a retriable store error (only when
+/// the command carries an id, which makes the retry idempotent; every
+/// command does unless told otherwise, see
+/// [`Repository::with_transient_retries`](crate::Repository::with_transient_retries)).
+/// Its default policy: 20 attempts (a hot aggregate with eight writers
+/// through a store with real round trips needs up to about a dozen, since
+/// the writer whose state is warm keeps winning while the others reload),
+/// waits from 2 ms up to 200 ms, each drawn at random between zero and its
+/// bound ("full jitter") so that writers that collided do not collide again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included (default 20: a hot aggregate with
-    /// eight writers through a store with real round trips needs up to about
-    /// a dozen, since the writer whose state is warm keeps winning while the
-    /// others reload).
-    pub max_attempts: u32,
-    /// The bound of the first wait (default 2 ms).
-    pub initial_backoff: Duration,
-    /// The largest bound (default 200 ms).
-    pub max_backoff: Duration,
-    /// Whether retriable store errors are retried too (default true).
-    pub retry_transient_errors: bool,
+pub enum CommandExhausted {
+    /// Return the last error to the caller: the conflict, or the store's
+    /// error.
+    #[default]
+    ReturnError,
 }
 
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 20,
-            initial_backoff: Duration::from_millis(2),
-            max_backoff: Duration::from_millis(200),
-            retry_transient_errors: true,
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// No retries: the first conflict or error is returned.
-    pub fn never() -> Self {
-        RetryPolicy {
-            max_attempts: 1,
-            ..Self::default()
-        }
-    }
-
-    /// Sets the number of attempts (at least 1).
-    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = attempts.max(1);
-        self
-    }
-
-    /// Sets the bounds of the waits.
-    pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
-        self.initial_backoff = initial;
-        self.max_backoff = max.max(initial);
-        self
-    }
-
-    /// Sets whether retriable store errors are retried.
-    pub fn with_retry_transient_errors(mut self, retry: bool) -> Self {
-        self.retry_transient_errors = retry;
-        self
-    }
-
-    /// The wait before attempt `attempt + 1`, `attempt` counting from 1.
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let bound = crate::exponential_backoff(self.initial_backoff, self.max_backoff, attempt);
-        let nanos = u64::try_from(bound.as_nanos()).unwrap_or(u64::MAX);
-        Duration::from_nanos(fastrand::u64(0..=nanos))
+impl Exhaustion for CommandExhausted {
+    fn default_policy() -> RetryPolicy<Self> {
+        RetryPolicy::new(
+            20,
+            Backoff::exponential(Duration::from_millis(2), Duration::from_millis(200))
+                .with_jitter(1.0),
+            CommandExhausted::ReturnError,
+        )
     }
 }
 
@@ -135,16 +99,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_is_bounded_and_grows() {
-        let policy =
-            RetryPolicy::default().with_backoff(Duration::from_millis(1), Duration::from_millis(8));
+    fn commands_default_to_full_jitter_below_a_growing_bound() {
+        let policy = RetryPolicy::<CommandExhausted>::default();
+        assert_eq!(policy.max_attempts(), 20);
         for _ in 0..1000 {
-            assert!(policy.backoff(1) <= Duration::from_millis(1));
-            assert!(policy.backoff(3) <= Duration::from_millis(4));
-            assert!(policy.backoff(30) <= Duration::from_millis(8));
+            assert!(policy.delay(1) <= Duration::from_millis(2));
+            assert!(policy.delay(30) <= Duration::from_millis(200));
         }
-        let large: Vec<_> = (0..1000).map(|_| policy.backoff(30)).collect();
-        assert!(large.iter().any(|wait| *wait > Duration::from_millis(4)));
+        let large: Vec<_> = (0..1000).map(|_| policy.delay(30)).collect();
+        assert!(large.iter().any(|wait| *wait > Duration::from_millis(100)));
+        assert!(large.iter().any(|wait| *wait < Duration::from_millis(100)));
     }
 
     #[test]
