@@ -81,8 +81,11 @@ impl Projection<()> for Balances {
 }
 
 /// Starts the balances projection in the background.
-pub fn run_balances(store: MemoryEventStore, balances: Balances) -> ProjectionHandle {
-    ProjectionRunner::new(store, MemoryProjectionBackend::new(), balances).spawn()
+pub fn run_balances(
+    store: MemoryEventStore,
+    balances: Balances,
+) -> Result<ProjectionHandle, annals::Error> {
+    ProjectionRunner::new(store, MemoryProjectionBackend::new(), balances).start()
 }
 // ANCHOR_END: projection
 
@@ -93,7 +96,7 @@ pub async fn scenario() -> Result<(u64, usize), Box<dyn std::error::Error + Send
     let bus = MemoryBus::new();
     let accounts = accounts(store.clone());
     let balances = Balances::default();
-    let mut projection = run_balances(store.clone(), balances.clone());
+    let projection = run_balances(store.clone(), balances.clone())?;
     let relay = MemoryOutboxRelay::new("accounts", store.clone(), bus.clone()).spawn();
 
     accounts
@@ -124,7 +127,7 @@ pub async fn scenario() -> Result<(u64, usize), Box<dyn std::error::Error + Send
     let position = outcome.position.expect("the withdrawal was appended");
     projection
         .wait_for(position, std::time::Duration::from_secs(5))
-        .await;
+        .await?;
     let balance = balances.of("ada");
 
     let mut payments = bus.consumer("payments-service", "payments");
@@ -133,7 +136,7 @@ pub async fn scenario() -> Result<(u64, usize), Box<dyn std::error::Error + Send
         .await;
     // ANCHOR_END: scenario
     relay.abort();
-    projection.stop().await?;
+    projection.stop(std::time::Duration::from_secs(5)).await?;
     Ok((balance, messages.len()))
 }
 

@@ -111,11 +111,11 @@ pub async fn upgrade() -> Result<(Statement, u32), Box<dyn std::error::Error + S
     }
     let backend = MemoryProjectionBackend::new();
     let balances = crate::in_memory::Balances::default();
-    let v1 = ProjectionRunner::new(store.clone(), backend.clone(), balances).spawn();
+    let v1 = ProjectionRunner::new(store.clone(), backend.clone(), balances).start()?;
 
     // ANCHOR: upgrade
     let statements = Statements::default();
-    let mut v2 = ProjectionRunner::new(store.clone(), backend.clone(), statements.clone()).spawn();
+    let v2 = ProjectionRunner::new(store.clone(), backend.clone(), statements.clone()).start()?;
     // While it rebuilds, its status says so and how much is left; version 1
     // keeps serving and applying new events.
     let status = v2.status();
@@ -127,11 +127,11 @@ pub async fn upgrade() -> Result<(Statement, u32), Box<dyn std::error::Error + S
         .wait_until(Duration::from_secs(5), |status| {
             status.state == ProjectionState::Live
         })
-        .await;
+        .await?;
     assert_eq!(status.serving_version, Some(2));
     // ANCHOR_END: upgrade
-    v1.stop().await?;
-    v2.stop().await?;
+    v1.stop(Duration::from_secs(5)).await?;
+    v2.stop(Duration::from_secs(5)).await?;
     Ok((statements.of("account-ada"), statements.serving.version()))
 }
 

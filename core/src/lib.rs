@@ -44,9 +44,9 @@ pub use memory::{
 };
 pub use outbox::{IntegrationEvent, MAX_TOPIC_LEN, OutboxMessage, OutboxReader, OutboxRecord};
 pub use projection::{
-    EventFilter, FailurePolicy, OnExhausted, ParkedEvent, Projection, ProjectionBackend,
-    ProjectionHandle, ProjectionRunner, ProjectionState, ProjectionStatus, ReplayReport,
-    RunnerConfig,
+    EventFilter, ParkedEvent, Projection, ProjectionBackend, ProjectionControl,
+    ProjectionExhausted, ProjectionHandle, ProjectionRunner, ProjectionState, ProjectionStatus,
+    ReplayReport,
 };
 pub use relay::{OutboxBacklog, OutboxShard, OutboxSource, key_hash};
 pub use repository::{

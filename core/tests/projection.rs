@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use annals::testing::conformance::{FixtureEvent, added, stream};
 use annals::{
-    AppendRequest, BoxError, Envelope, EventStore, ExpectedVersion, FailurePolicy, GlobalPosition,
-    MemoryEventStore, MemoryProjectionBackend, Metadata, NewEvent, OnExhausted, Payload,
-    Projection, ProjectionBackend, ProjectionRunner, ProjectionState, RunnerConfig,
+    AppendRequest, Backoff, BoxError, Envelope, EventStore, ExpectedVersion, GlobalPosition,
+    MemoryEventStore, MemoryProjectionBackend, Metadata, NewEvent, Payload, Projection,
+    ProjectionBackend, ProjectionExhausted, ProjectionRunner, ProjectionState, RetryPolicy,
 };
 use uuid::Uuid;
 
@@ -85,16 +85,26 @@ impl Projection<()> for Totals {
     }
 }
 
-fn fast(on_exhausted: OnExhausted) -> RunnerConfig {
-    RunnerConfig::default()
-        .with_batch_size(7)
-        .with_poll_interval(Duration::from_millis(50))
-        .with_failure_policy(
-            FailurePolicy::default()
-                .with_max_attempts(3)
-                .with_backoff(Duration::from_millis(1), Duration::from_millis(5))
-                .with_on_exhausted(on_exhausted),
-        )
+/// Small batches, quick polls, three quick attempts per event.
+trait Fast {
+    fn fast(self, on_exhausted: ProjectionExhausted) -> Self;
+}
+
+impl<P: Projection<()>> Fast for ProjectionRunner<MemoryEventStore, MemoryProjectionBackend, P> {
+    fn fast(self, on_exhausted: ProjectionExhausted) -> Self {
+        self.batch_size(7)
+            .poll_interval(Duration::from_millis(50))
+            .retry_policy(
+                retries(3, Duration::from_millis(1), Duration::from_millis(5))
+                    .with_on_exhausted(on_exhausted),
+            )
+    }
+}
+
+fn retries(attempts: u32, initial: Duration, max: Duration) -> RetryPolicy<ProjectionExhausted> {
+    RetryPolicy::default()
+        .with_max_attempts(attempts)
+        .with_backoff(Backoff::exponential(initial, max))
 }
 
 async fn append(store: &MemoryEventStore, name: &str, amounts: &[i64]) -> GlobalPosition {
@@ -115,15 +125,16 @@ async fn catches_up_then_follows_live() {
         append(&store, &format!("s-{}", n % 3), &[1, 2]).await;
     }
     let totals = Totals::default();
-    let mut handle = ProjectionRunner::new(
+    let handle = ProjectionRunner::new(
         store.clone(),
         MemoryProjectionBackend::new(),
         totals.clone(),
     )
-    .with_config(fast(OnExhausted::Stop))
-    .spawn();
+    .fast(ProjectionExhausted::Stop)
+    .start()
+    .unwrap();
     let last = append(&store, "s-0", &[100]).await;
-    let status = handle.wait_for(last, WAIT).await;
+    let status = handle.wait_for(last, WAIT).await.unwrap();
     assert_eq!(status.checkpoint, last);
     assert_eq!(status.applied, 21);
     assert_eq!(
@@ -132,9 +143,10 @@ async fn catches_up_then_follows_live() {
     );
     let status = handle
         .wait_until(WAIT, |status| status.state == ProjectionState::Live)
-        .await;
+        .await
+        .unwrap();
     assert_eq!(status.state, ProjectionState::Live);
-    handle.stop().await.unwrap();
+    handle.stop(WAIT).await.unwrap();
 }
 
 #[tokio::test]
@@ -145,26 +157,29 @@ async fn restarts_resume_from_the_checkpoint_applying_each_event_once() {
     let mut last = GlobalPosition::START;
     for round in 0..5 {
         let handle = ProjectionRunner::new(store.clone(), backend.clone(), totals.clone())
-            .with_config(fast(OnExhausted::Stop))
-            .spawn();
+            .fast(ProjectionExhausted::Stop)
+            .start()
+            .unwrap();
         for n in 0..20 {
             last = append(&store, &format!("s-{}", n % 4), &[round + 1]).await;
         }
         if round % 2 == 0 {
-            handle.abort();
+            handle.abort().await;
         } else {
-            handle.stop().await.unwrap();
+            handle.stop(WAIT).await.unwrap();
         }
     }
-    let mut handle = ProjectionRunner::new(store.clone(), backend.clone(), totals.clone()).spawn();
-    assert_eq!(handle.wait_for(last, WAIT).await.checkpoint, last);
+    let handle = ProjectionRunner::new(store.clone(), backend.clone(), totals.clone())
+        .start()
+        .unwrap();
+    assert_eq!(handle.wait_for(last, WAIT).await.unwrap().checkpoint, last);
     let applied = totals.applied.lock().unwrap().clone();
     let mut unique = applied.clone();
     unique.sort();
     unique.dedup();
     assert_eq!(applied.len(), 100, "every event once");
     assert_eq!(unique.len(), 100, "no event twice");
-    handle.stop().await.unwrap();
+    handle.stop(WAIT).await.unwrap();
 }
 
 #[tokio::test]
@@ -178,14 +193,16 @@ async fn a_poison_event_is_parked_and_stops_the_projection_until_fixed() {
     append(&store, "s", &[13, 4]).await;
     let last = append(&store, "s", &[5]).await;
 
-    let mut handle = ProjectionRunner::new(store.clone(), backend.clone(), totals.clone())
-        .with_config(fast(OnExhausted::Stop))
-        .spawn();
+    let handle = ProjectionRunner::new(store.clone(), backend.clone(), totals.clone())
+        .fast(ProjectionExhausted::Stop)
+        .start()
+        .unwrap();
     let status = handle
         .wait_until(WAIT, |status| {
             matches!(status.state, ProjectionState::Stopped { .. })
         })
-        .await;
+        .await
+        .unwrap();
     match &status.state {
         ProjectionState::Stopped { error: Some(error) } => {
             assert!(error.contains("cannot apply 13"), "{error}")
@@ -206,16 +223,17 @@ async fn a_poison_event_is_parked_and_stops_the_projection_until_fixed() {
 
     // The cause is fixed; a restart retries the parked event first.
     totals.broken.store(false, Ordering::SeqCst);
-    let mut handle = ProjectionRunner::new(store.clone(), backend.clone(), totals.clone())
-        .with_config(fast(OnExhausted::Stop))
-        .spawn();
-    assert_eq!(handle.wait_for(last, WAIT).await.checkpoint, last);
+    let handle = ProjectionRunner::new(store.clone(), backend.clone(), totals.clone())
+        .fast(ProjectionExhausted::Stop)
+        .start()
+        .unwrap();
+    assert_eq!(handle.wait_for(last, WAIT).await.unwrap().checkpoint, last);
     assert_eq!(totals.total("s"), 25);
     assert!(
         backend.parked("totals", 1).await.unwrap().is_empty(),
         "applied, so unparked"
     );
-    handle.stop().await.unwrap();
+    handle.stop(WAIT).await.unwrap();
 }
 
 #[tokio::test]
@@ -227,15 +245,16 @@ async fn with_skip_a_poison_event_is_parked_counted_and_passed() {
     totals.broken.store(true, Ordering::SeqCst);
     append(&store, "s", &[1, 13, 2]).await;
     let last = append(&store, "s", &[4]).await;
-    let mut handle = ProjectionRunner::new(store.clone(), backend.clone(), totals.clone())
-        .with_config(fast(OnExhausted::Skip))
-        .spawn();
-    let status = handle.wait_for(last, WAIT).await;
+    let handle = ProjectionRunner::new(store.clone(), backend.clone(), totals.clone())
+        .fast(ProjectionExhausted::Skip)
+        .start()
+        .unwrap();
+    let status = handle.wait_for(last, WAIT).await.unwrap();
     assert_eq!(status.checkpoint, last);
     assert_eq!((status.skipped, status.parked), (1, 1));
     assert_eq!(totals.total("s"), 7);
     assert_eq!(backend.parked("totals", 1).await.unwrap().len(), 1);
-    handle.stop().await.unwrap();
+    handle.stop(WAIT).await.unwrap();
 }
 
 #[tokio::test]
@@ -254,16 +273,17 @@ async fn events_of_other_types_advance_the_checkpoint_without_the_handler() {
         .await
         .unwrap()
         .last_position;
-    let mut handle = ProjectionRunner::new(
+    let handle = ProjectionRunner::new(
         store.clone(),
         MemoryProjectionBackend::new(),
         totals.clone(),
     )
-    .spawn();
-    let status = handle.wait_for(last, WAIT).await;
+    .start()
+    .unwrap();
+    let status = handle.wait_for(last, WAIT).await.unwrap();
     assert_eq!(status.checkpoint, last);
     assert_eq!(status.applied, 1);
-    handle.stop().await.unwrap();
+    handle.stop(WAIT).await.unwrap();
 }
 
 #[tokio::test]
@@ -280,14 +300,16 @@ async fn an_undecodable_event_of_a_known_type_stops_the_projection() {
         .await
         .unwrap();
     let backend = MemoryProjectionBackend::new();
-    let mut handle = ProjectionRunner::new(store, backend.clone(), Totals::default())
-        .with_config(fast(OnExhausted::Stop))
-        .spawn();
+    let handle = ProjectionRunner::new(store, backend.clone(), Totals::default())
+        .fast(ProjectionExhausted::Stop)
+        .start()
+        .unwrap();
     let status = handle
         .wait_until(WAIT, |status| {
             matches!(status.state, ProjectionState::Stopped { .. })
         })
-        .await;
+        .await
+        .unwrap();
     let ProjectionState::Stopped { error: Some(error) } = &status.state else {
         panic!("expected a stop, got {:?}", status.state);
     };
@@ -302,15 +324,18 @@ async fn only_one_runner_of_a_projection_applies_and_the_other_takes_over() {
     let backend = MemoryProjectionBackend::new();
     let first_model = Totals::default();
     let second_model = Totals::default();
-    let mut first = ProjectionRunner::new(store.clone(), backend.clone(), first_model.clone())
-        .with_config(fast(OnExhausted::Stop))
-        .spawn();
-    let mut second = ProjectionRunner::new(store.clone(), backend.clone(), second_model.clone())
-        .with_config(fast(OnExhausted::Stop))
-        .spawn();
+    let first = ProjectionRunner::new(store.clone(), backend.clone(), first_model.clone())
+        .fast(ProjectionExhausted::Stop)
+        .start()
+        .unwrap();
+    let second = ProjectionRunner::new(store.clone(), backend.clone(), second_model.clone())
+        .fast(ProjectionExhausted::Stop)
+        .start()
+        .unwrap();
     let last = append(&store, "s", &[1, 2, 3]).await;
-    first.wait_for(last, WAIT).await;
-    second.wait_for(last, Duration::from_millis(200)).await;
+    // One of them is the standby and never gets there.
+    let _ = first.wait_for(last, WAIT).await;
+    let _ = second.wait_for(last, Duration::from_millis(200)).await;
     let applied_by_first = first_model.applied.lock().unwrap().len();
     let applied_by_second = second_model.applied.lock().unwrap().len();
     assert_eq!(
@@ -319,21 +344,24 @@ async fn only_one_runner_of_a_projection_applies_and_the_other_takes_over() {
         "exactly one runner applied them"
     );
     let (survivor, survivor_model) = if applied_by_first == 3 {
-        first.abort();
+        first.abort().await;
         (second, second_model)
     } else {
-        second.abort();
+        second.abort().await;
         (first, first_model)
     };
-    let mut survivor = survivor;
+    let survivor = survivor;
     let last = append(&store, "s", &[4]).await;
-    assert_eq!(survivor.wait_for(last, WAIT).await.checkpoint, last);
+    assert_eq!(
+        survivor.wait_for(last, WAIT).await.unwrap().checkpoint,
+        last
+    );
     assert_eq!(
         survivor_model.applied.lock().unwrap().len(),
         1,
         "it continued from the shared checkpoint"
     );
-    survivor.stop().await.unwrap();
+    survivor.stop(WAIT).await.unwrap();
 }
 
 #[tokio::test]
@@ -344,11 +372,12 @@ async fn the_first_version_serves_at_once_and_a_new_version_rebuilds_beside_it()
         append(&store, &format!("s-{}", n % 4), &[1, 2, 3]).await;
     }
     let v1 = Totals::default();
-    let mut first = ProjectionRunner::new(store.clone(), backend.clone(), v1.clone())
-        .with_config(fast(OnExhausted::Stop))
-        .spawn();
+    let first = ProjectionRunner::new(store.clone(), backend.clone(), v1.clone())
+        .fast(ProjectionExhausted::Stop)
+        .start()
+        .unwrap();
     let last = append(&store, "s-0", &[10]).await;
-    let status = first.wait_for(last, WAIT).await;
+    let status = first.wait_for(last, WAIT).await.unwrap();
     assert_eq!(status.serving_version, Some(1));
     assert_eq!(backend.serving("totals").await.unwrap(), Some(1));
     assert_eq!(*v1.promoted.lock().unwrap(), vec![1]);
@@ -362,28 +391,32 @@ async fn the_first_version_serves_at_once_and_a_new_version_rebuilds_beside_it()
         broken: Arc::new(AtomicBool::new(true)),
         ..Totals::default()
     };
-    let mut second = ProjectionRunner::new(store.clone(), backend.clone(), v2.clone())
-        .with_config(
-            fast(OnExhausted::Stop).with_failure_policy(
-                FailurePolicy::default()
-                    .with_max_attempts(u32::MAX)
-                    .with_backoff(Duration::from_millis(5), Duration::from_millis(5)),
-            ),
-        )
-        .spawn();
-    let status = second.wait_until(WAIT, |status| status.applied >= 7).await;
+    let second = ProjectionRunner::new(store.clone(), backend.clone(), v2.clone())
+        .fast(ProjectionExhausted::Stop)
+        .retry_policy(retries(
+            u32::MAX,
+            Duration::from_millis(5),
+            Duration::from_millis(5),
+        ))
+        .start()
+        .unwrap();
+    let status = second
+        .wait_until(WAIT, |status| status.applied >= 7)
+        .await
+        .unwrap();
     assert_eq!(status.state, ProjectionState::Rebuilding, "{status:?}");
     assert_eq!(status.serving_version, Some(1));
     assert_eq!(backend.serving("totals").await.unwrap(), Some(1));
     let later = append(&store, "s-1", &[5]).await;
-    let status = first.wait_for(later, WAIT).await;
+    let status = first.wait_for(later, WAIT).await.unwrap();
     assert_eq!(status.checkpoint, later, "the serving version keeps up");
 
     // Unblocked, it catches up and is promoted.
     v2.broken.store(false, Ordering::SeqCst);
     let status = second
         .wait_until(WAIT, |status| status.state == ProjectionState::Live)
-        .await;
+        .await
+        .unwrap();
     assert_eq!(status.state, ProjectionState::Live, "{status:?}");
     assert_eq!(status.checkpoint, later);
     assert_eq!(status.serving_version, Some(2));
@@ -396,17 +429,19 @@ async fn the_first_version_serves_at_once_and_a_new_version_rebuilds_beside_it()
     assert_eq!(v2.applied.lock().unwrap().len(), 92);
 
     // An older version started again does not take the serving place back.
-    first.stop().await.unwrap();
-    let mut again = ProjectionRunner::new(store.clone(), backend.clone(), v1.clone())
-        .with_config(fast(OnExhausted::Stop))
-        .spawn();
+    first.stop(WAIT).await.unwrap();
+    let again = ProjectionRunner::new(store.clone(), backend.clone(), v1.clone())
+        .fast(ProjectionExhausted::Stop)
+        .start()
+        .unwrap();
     let status = again
         .wait_until(WAIT, |status| status.state == ProjectionState::Live)
-        .await;
+        .await
+        .unwrap();
     assert_eq!(status.serving_version, Some(2));
     assert_eq!(*v1.promoted.lock().unwrap(), vec![1, 2]);
-    again.stop().await.unwrap();
-    second.stop().await.unwrap();
+    again.stop(WAIT).await.unwrap();
+    second.stop(WAIT).await.unwrap();
 }
 
 #[tokio::test]
@@ -420,11 +455,11 @@ async fn a_reset_clears_the_version_and_the_next_run_replays_everything_once() {
     let last = append(&store, "b", &[3, 4]).await;
     let runner = || {
         ProjectionRunner::new(store.clone(), backend.clone(), totals.clone())
-            .with_config(fast(OnExhausted::Skip))
+            .fast(ProjectionExhausted::Skip)
     };
-    let mut handle = runner().spawn();
-    handle.wait_for(last, WAIT).await;
-    handle.stop().await.unwrap();
+    let handle = runner().start().unwrap();
+    handle.wait_for(last, WAIT).await.unwrap();
+    handle.stop(WAIT).await.unwrap();
     assert_eq!(backend.parked("totals", 1).await.unwrap().len(), 1);
 
     totals.broken.store(false, Ordering::SeqCst);
@@ -433,12 +468,12 @@ async fn a_reset_clears_the_version_and_the_next_run_replays_everything_once() {
     assert!(backend.parked("totals", 1).await.unwrap().is_empty());
     assert_eq!(totals.total("a"), 0, "the read model is cleared");
 
-    let mut handle = runner().spawn();
-    let status = handle.wait_for(last, WAIT).await;
+    let handle = runner().start().unwrap();
+    let status = handle.wait_for(last, WAIT).await.unwrap();
     assert_eq!(status.checkpoint, last);
     assert_eq!((totals.total("a"), totals.total("b")), (3, 7));
     assert_eq!(totals.applied.lock().unwrap().len(), 4);
-    handle.stop().await.unwrap();
+    handle.stop(WAIT).await.unwrap();
 }
 
 /// Applies nothing; has no way to clear a read model.
@@ -461,9 +496,11 @@ async fn a_projection_that_cannot_clear_its_read_model_refuses_a_reset() {
     let store = MemoryEventStore::new();
     let backend = MemoryProjectionBackend::new();
     let last = append(&store, "a", &[1]).await;
-    let mut handle = ProjectionRunner::new(store.clone(), backend.clone(), NoReset).spawn();
-    handle.wait_for(last, WAIT).await;
-    handle.stop().await.unwrap();
+    let handle = ProjectionRunner::new(store.clone(), backend.clone(), NoReset)
+        .start()
+        .unwrap();
+    handle.wait_for(last, WAIT).await.unwrap();
+    handle.stop(WAIT).await.unwrap();
     let error = ProjectionRunner::new(store, backend.clone(), NoReset)
         .reset()
         .await
@@ -485,10 +522,11 @@ async fn skipped_events_are_replayed_through_the_handle_of_a_running_projection(
     totals.broken.store(true, Ordering::SeqCst);
     append(&store, "a", &[1, 13, 2]).await;
     let last = append(&store, "b", &[14, 3]).await;
-    let mut handle = ProjectionRunner::new(store.clone(), backend.clone(), totals.clone())
-        .with_config(fast(OnExhausted::Skip))
-        .spawn();
-    let status = handle.wait_for(last, WAIT).await;
+    let handle = ProjectionRunner::new(store.clone(), backend.clone(), totals.clone())
+        .fast(ProjectionExhausted::Skip)
+        .start()
+        .unwrap();
+    let status = handle.wait_for(last, WAIT).await.unwrap();
     assert_eq!((status.skipped, status.parked), (2, 2));
     assert_eq!((totals.total("a"), totals.total("b")), (3, 3));
 
@@ -514,7 +552,7 @@ async fn skipped_events_are_replayed_through_the_handle_of_a_running_projection(
 
     let report = handle.replay_parked().await.unwrap();
     assert_eq!(report, Default::default(), "nothing left to replay");
-    handle.stop().await.unwrap();
+    handle.stop(WAIT).await.unwrap();
 }
 
 #[tokio::test]
@@ -528,22 +566,22 @@ async fn the_status_counts_the_backlog_and_reaches_zero_when_caught_up() {
     let totals = Totals::default();
     totals.poison.lock().unwrap().push(2);
     totals.broken.store(true, Ordering::SeqCst);
-    let mut handle = ProjectionRunner::new(store.clone(), backend, totals.clone())
-        .with_config(
-            fast(OnExhausted::Stop)
-                .with_progress(Duration::ZERO, 40)
-                .with_failure_policy(
-                    FailurePolicy::default()
-                        .with_max_attempts(u32::MAX)
-                        .with_backoff(Duration::from_millis(5), Duration::from_millis(5)),
-                ),
-        )
-        .spawn();
+    let handle = ProjectionRunner::new(store.clone(), backend, totals.clone())
+        .fast(ProjectionExhausted::Stop)
+        .progress(Duration::ZERO, 40)
+        .retry_policy(retries(
+            u32::MAX,
+            Duration::from_millis(5),
+            Duration::from_millis(5),
+        ))
+        .start()
+        .unwrap();
     // Held at the first event of amount 2: the backlog behind it is counted,
     // up to the limit.
     let status = handle
         .wait_until(WAIT, |status| status.lag_events.is_some())
-        .await;
+        .await
+        .unwrap();
     assert_eq!(status.lag_events, Some(40), "{status:?}");
     assert!(status.lag_events_capped);
     assert_eq!(
@@ -552,12 +590,13 @@ async fn the_status_counts_the_backlog_and_reaches_zero_when_caught_up() {
     );
 
     totals.broken.store(false, Ordering::SeqCst);
-    let status = handle.wait_for(last, WAIT).await;
+    let status = handle.wait_for(last, WAIT).await.unwrap();
     assert_eq!(status.checkpoint, last);
     let status = handle
         .wait_until(WAIT, |status| status.state == ProjectionState::Live)
-        .await;
+        .await
+        .unwrap();
     assert_eq!(status.lag_events, Some(0));
     assert!(!status.lag_events_capped);
-    handle.stop().await.unwrap();
+    handle.stop(WAIT).await.unwrap();
 }

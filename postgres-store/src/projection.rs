@@ -90,9 +90,9 @@ use crate::types::{JsonText, Xid8, rest_of_metadata};
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = PgEventStore::connect(Config::from_url("postgres://postgres@localhost/app")?).await?;
 /// let backend = PgProjectionBackend::new(&store);
-/// let handle = ProjectionRunner::new(store, backend, OrdersPerCustomer).spawn();
+/// let handle = ProjectionRunner::new(store, backend, OrdersPerCustomer).start()?;
 /// // ... serve queries from `orders_per_customer` ...
-/// handle.stop().await?;
+/// handle.stop(std::time::Duration::from_secs(30)).await?;
 /// # Ok(())
 /// # }
 /// ```

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use annals::testing::conformance::{FixtureEvent, added, stream};
 use annals::{
-    AppendRequest, BoxError, Envelope, EventStore, ExpectedVersion, FailurePolicy, GlobalPosition,
-    OnExhausted, Projection, ProjectionBackend, ProjectionHandle, ProjectionRunner,
-    ProjectionState, ReplayReport, RunnerConfig,
+    AppendRequest, Backoff, BoxError, Envelope, EventStore, ExpectedVersion, GlobalPosition,
+    Projection, ProjectionBackend, ProjectionExhausted, ProjectionHandle, ProjectionRunner,
+    ProjectionState, ReplayReport, RetryPolicy,
 };
 use annals_postgres::{PgEventStore, PgProjectionBackend, PgTx};
 
@@ -146,16 +146,31 @@ impl Projection<PgTx> for Tally {
     }
 }
 
-fn config() -> RunnerConfig {
-    RunnerConfig::default()
-        .with_batch_size(50)
-        .with_poll_interval(Duration::from_millis(50))
-        .with_progress(Duration::from_millis(100), 1_000_000)
-        .with_failure_policy(
-            FailurePolicy::default()
-                .with_max_attempts(3)
-                .with_backoff(Duration::from_millis(5), Duration::from_millis(50)),
-        )
+/// Batches of 50, quick polls and progress counts, three quick attempts
+/// per event.
+trait Configured {
+    fn configured(self) -> Self;
+}
+
+impl<S: EventStore, P: Projection<PgTx>> Configured
+    for ProjectionRunner<S, PgProjectionBackend, P>
+{
+    fn configured(self) -> Self {
+        self.batch_size(50)
+            .poll_interval(Duration::from_millis(50))
+            .progress(Duration::from_millis(100), 1_000_000)
+            .retry_policy(retries(
+                3,
+                Duration::from_millis(5),
+                Duration::from_millis(50),
+            ))
+    }
+}
+
+fn retries(attempts: u32, initial: Duration, max: Duration) -> RetryPolicy<ProjectionExhausted> {
+    RetryPolicy::default()
+        .with_max_attempts(attempts)
+        .with_backoff(Backoff::exponential(initial, max))
 }
 
 fn spawn(store: &PgEventStore, tally: &Tally) -> ProjectionHandle {
@@ -164,8 +179,9 @@ fn spawn(store: &PgEventStore, tally: &Tally) -> ProjectionHandle {
         PgProjectionBackend::new(store),
         tally.clone(),
     )
-    .with_config(config())
-    .spawn()
+    .configured()
+    .start()
+    .unwrap()
 }
 
 /// Another store over `store`'s schema whose connections (pool, listener,
@@ -270,7 +286,7 @@ async fn assert_exact(store: &TestStore) -> BTreeMap<uuid::Uuid, String> {
 /// Waits until the runner's checkpoint reaches `position` and fails the test
 /// otherwise.
 async fn reach(handle: &mut ProjectionHandle, position: GlobalPosition) {
-    let status = handle.wait_for(position, WAIT).await;
+    let status = handle.wait_for(position, WAIT).await.unwrap();
     assert!(
         status.checkpoint >= position,
         "the runner reaches {position}: {status:?}"
@@ -394,7 +410,7 @@ async fn postgres_projection_applies_each_event_once_while_runners_are_killed() 
             killed_connections += kill_mid_batch(&application_name).await;
             tokio::time::sleep(Duration::from_millis(fastrand::u64(0..200))).await;
         }
-        handle.abort();
+        handle.abort().await;
     }
     killing_done.store(true, Ordering::SeqCst);
     let mut last = GlobalPosition::START;
@@ -403,7 +419,7 @@ async fn postgres_projection_applies_each_event_once_while_runners_are_killed() 
     }
     let mut handle = spawn(&store_named(&store, &application_name).await, &tally);
     reach(&mut handle, last).await;
-    handle.stop().await.unwrap();
+    handle.stop(WAIT).await.unwrap();
     assert!(killed_connections >= 2, "connections were killed");
     assert!(appends.load(Ordering::SeqCst) >= 400);
 
@@ -426,7 +442,7 @@ async fn postgres_projection_has_one_active_runner_and_a_standby_takes_over() {
 
     // Whichever got the lease applies everything; the other stands by.
     let deadline = tokio::time::Instant::now() + WAIT;
-    let (active, mut standby, standby_name) = loop {
+    let (active, standby, standby_name) = loop {
         if first.status().checkpoint >= last {
             break (first, second, "second");
         }
@@ -450,11 +466,14 @@ async fn postgres_projection_has_one_active_runner_and_a_standby_takes_over() {
 
     // The active one dies; its lease goes with its connection, and the
     // standby takes over from the shared checkpoint.
-    active.abort();
+    active.abort().await;
     for n in 0..10 {
         last = append(&store, &format!("s-{}", n % 4), &[4]).await;
     }
-    let status = standby.wait_for(last, Duration::from_secs(5)).await;
+    let status = standby
+        .wait_for(last, Duration::from_secs(5))
+        .await
+        .unwrap();
     assert!(
         status.checkpoint >= last,
         "the standby took over: {status:?}"
@@ -468,7 +487,7 @@ async fn postgres_projection_has_one_active_runner_and_a_standby_takes_over() {
             .count(),
         10
     );
-    standby.stop().await.unwrap();
+    standby.stop(WAIT).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -481,12 +500,13 @@ async fn postgres_projection_parks_a_poison_event_and_stops_until_fixed() {
     append(&store, "s", &[13, 4]).await;
     let last = append(&store, "s", &[5]).await;
 
-    let mut handle = spawn(&store, &tally);
+    let handle = spawn(&store, &tally);
     let status = handle
         .wait_until(WAIT, |status| {
             matches!(status.state, ProjectionState::Stopped { .. })
         })
-        .await;
+        .await
+        .unwrap();
     match &status.state {
         ProjectionState::Stopped { error: Some(error) } => {
             assert!(error.contains("cannot apply 13"), "{error}")
@@ -534,7 +554,7 @@ async fn postgres_projection_parks_a_poison_event_and_stops_until_fixed() {
         backend.parked("tally", 1).await.unwrap().is_empty(),
         "applied, so unparked"
     );
-    handle.stop().await.unwrap();
+    handle.stop(WAIT).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -625,7 +645,7 @@ async fn postgres_projection_runner_rides_out_killed_connections_on_its_own() {
         !handle.is_finished() && !matches!(status.state, annals::ProjectionState::Stopped { .. }),
         "the runner keeps running: {status:?}"
     );
-    handle.stop().await.unwrap();
+    handle.stop(WAIT).await.unwrap();
     assert!(killed_connections >= 5, "connections were killed");
     assert_exact(&store).await;
 }
@@ -668,7 +688,8 @@ async fn postgres_projection_rebuilds_a_new_version_beside_the_serving_one_and_s
     let mut rebuild = spawn(&store, &v2);
     let status = rebuild
         .wait_until(WAIT, |status| status.applied >= 150)
-        .await;
+        .await
+        .unwrap();
     assert_eq!(status.state, ProjectionState::Rebuilding, "{status:?}");
     assert_eq!(status.serving_version, Some(1));
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -712,7 +733,8 @@ async fn postgres_projection_rebuilds_a_new_version_beside_the_serving_one_and_s
     v2.release();
     let status = rebuild
         .wait_until(WAIT, |status| status.serving_version == Some(2))
-        .await;
+        .await
+        .unwrap();
     assert_eq!(status.serving_version, Some(2), "{status:?}");
     assert_eq!(backend.serving("tally").await.unwrap(), Some(2));
     assert_eq!(view_source(&store, "tally").await, "tally_v2");
@@ -726,7 +748,8 @@ async fn postgres_projection_rebuilds_a_new_version_beside_the_serving_one_and_s
     reach(&mut serving, last).await;
     let status = rebuild
         .wait_until(WAIT, |status| status.state == ProjectionState::Live)
-        .await;
+        .await
+        .unwrap();
     assert_eq!(status.state, ProjectionState::Live, "{status:?}");
     // Both versions are complete, each event applied once by its version.
     assert_exact(&store).await;
@@ -737,14 +760,15 @@ async fn postgres_projection_rebuilds_a_new_version_beside_the_serving_one_and_s
     );
     let status = serving
         .wait_until(WAIT, |status| status.serving_version == Some(2))
-        .await;
+        .await
+        .unwrap();
     assert_eq!(
         status.serving_version,
         Some(2),
         "the old runner sees the switch"
     );
-    serving.stop().await.unwrap();
-    rebuild.stop().await.unwrap();
+    serving.stop(WAIT).await.unwrap();
+    rebuild.stop(WAIT).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -757,17 +781,15 @@ async fn postgres_projection_replays_skipped_events_once_and_resets() {
     append(&store, "b", &[13]).await;
     let last = append(&store, "c", &[5]).await;
     let runner = || {
-        ProjectionRunner::new(store.clone(), backend.clone(), tally.clone()).with_config(
-            config().with_failure_policy(
-                FailurePolicy::default()
-                    .with_max_attempts(2)
-                    .with_backoff(Duration::from_millis(5), Duration::from_millis(5))
-                    .with_on_exhausted(OnExhausted::Skip),
-            ),
-        )
+        ProjectionRunner::new(store.clone(), backend.clone(), tally.clone())
+            .configured()
+            .retry_policy(
+                retries(2, Duration::from_millis(5), Duration::from_millis(5))
+                    .with_on_exhausted(ProjectionExhausted::Skip),
+            )
     };
-    let mut handle = runner().spawn();
-    let status = handle.wait_for(last, WAIT).await;
+    let handle = runner().start().unwrap();
+    let status = handle.wait_for(last, WAIT).await.unwrap();
     assert_eq!((status.checkpoint, status.skipped), (last, 2));
     assert_eq!(backend.parked("tally", 1).await.unwrap().len(), 2);
 
@@ -782,16 +804,16 @@ async fn postgres_projection_replays_skipped_events_once_and_resets() {
         handle.replay_parked().await.unwrap(),
         ReplayReport::default()
     );
-    handle.stop().await.unwrap();
+    handle.stop(WAIT).await.unwrap();
 
     // A reset clears the version; the next run builds it again, once.
     runner().reset().await.unwrap();
     assert_eq!(backend.checkpoint("tally", 1).await.unwrap(), None);
     assert!(read_model(&store).await.0.is_empty());
-    let mut handle = runner().spawn();
+    let mut handle = runner().start().unwrap();
     reach(&mut handle, last).await;
     assert_exact(&store).await;
-    handle.stop().await.unwrap();
+    handle.stop(WAIT).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -823,13 +845,16 @@ async fn postgres_projection_status_counts_the_backlog_and_shows_what_holds_the_
         PgProjectionBackend::new(&store),
         tally.clone(),
     )
-    .with_config(config().with_progress(Duration::from_millis(20), 1_000))
-    .spawn();
+    .configured()
+    .progress(Duration::from_millis(20), 1_000)
+    .start()
+    .unwrap();
     // Held in its first batch: every event is still to be read, counted
     // once before the batch.
     let status = handle
         .wait_until(WAIT, |status| status.lag_events == Some(120))
-        .await;
+        .await
+        .unwrap();
     assert_eq!(status.lag_events, Some(120), "{status:?}");
     assert!(!status.lag_events_capped);
     tally.release();
@@ -847,7 +872,8 @@ async fn postgres_projection_status_counts_the_backlog_and_shows_what_holds_the_
                 .horizon_held_for
                 .is_some_and(|age| age >= Duration::from_millis(500))
         })
-        .await;
+        .await
+        .unwrap();
     assert!(
         status
             .horizon_held_for
@@ -859,8 +885,9 @@ async fn postgres_projection_status_counts_the_backlog_and_shows_what_holds_the_
     reach(&mut handle, last).await;
     let status = handle
         .wait_until(WAIT, |status| status.state == ProjectionState::Live)
-        .await;
+        .await
+        .unwrap();
     assert_eq!(status.lag_events, Some(0), "{status:?}");
-    handle.stop().await.unwrap();
+    handle.stop(WAIT).await.unwrap();
     assert_exact(&store).await;
 }

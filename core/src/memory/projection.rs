@@ -32,8 +32,8 @@ use crate::{Error, GlobalPosition, ParkedEvent, ProjectionBackend};
 /// # async fn main() -> Result<(), annals::Error> {
 /// let store = MemoryEventStore::new();
 /// let handle = ProjectionRunner::new(store, MemoryProjectionBackend::new(), Count(Default::default()))
-///     .spawn();
-/// handle.stop().await?;
+///     .start()?;
+/// handle.stop(std::time::Duration::from_secs(5)).await?;
 /// # Ok(())
 /// # }
 /// ```

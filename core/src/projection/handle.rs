@@ -1,45 +1,27 @@
-//! The handle of a spawned projection runner: its status and how to stop it.
+//! What a running projection offers beyond the common worker handle.
 
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, oneshot};
 
-use super::runner::Request;
-use super::{ProjectionState, ProjectionStatus, ReplayReport};
-use crate::{Error, GlobalPosition};
+use super::ProjectionStatus;
+use super::runner::{ReplayReport, Request};
+use crate::{Error, GlobalPosition, WorkerHandle};
 
-/// A running projection: its status, the replay of its parked events, and
-/// the way to stop it.
-pub struct ProjectionHandle {
-    status: watch::Receiver<ProjectionStatus>,
-    shutdown: watch::Sender<bool>,
+/// A running projection, as [`ProjectionRunner::start`](super::ProjectionRunner::start)
+/// returns it: its status, waiting, stopping, and (through
+/// [`ProjectionControl`]) replaying its parked events.
+pub type ProjectionHandle = WorkerHandle<ProjectionStatus, ProjectionControl>;
+
+/// What a [`ProjectionHandle`] offers beyond the common worker operations.
+#[derive(Debug)]
+pub struct ProjectionControl {
     requests: mpsc::Sender<Request>,
-    task: JoinHandle<Result<(), Error>>,
 }
 
-impl std::fmt::Debug for ProjectionHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProjectionHandle")
-            .field("status", &*self.status.borrow())
-            .field("finished", &self.task.is_finished())
-            .finish_non_exhaustive()
-    }
-}
-
-impl ProjectionHandle {
-    pub(super) fn new(
-        status: watch::Receiver<ProjectionStatus>,
-        shutdown: watch::Sender<bool>,
-        requests: mpsc::Sender<Request>,
-        task: JoinHandle<Result<(), Error>>,
-    ) -> Self {
-        ProjectionHandle {
-            status,
-            shutdown,
-            requests,
-            task,
-        }
+impl ProjectionControl {
+    pub(super) fn new(requests: mpsc::Sender<Request>) -> Self {
+        ProjectionControl { requests }
     }
 
     /// Asks the runner to apply again the events parked behind its
@@ -61,54 +43,23 @@ impl ProjectionHandle {
             .map_err(|_| ended())?;
         answer.await.map_err(|_| ended())?
     }
+}
 
-    /// The current status.
-    pub fn status(&self) -> ProjectionStatus {
-        self.status.borrow().clone()
-    }
-
-    /// Waits until the checkpoint reaches `position` (read your writes), the
-    /// runner stops, or `timeout` passes. Returns the status then.
+impl ProjectionHandle {
+    /// Waits until the runner's checkpoint reaches `position` (to read one's
+    /// own writes from the read model) and returns the status then.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] when `timeout` passes first, [`Error::WorkerEnded`]
+    /// when the runner stops first (by policy, or failing for good); both
+    /// carry the last status.
     pub async fn wait_for(
-        &mut self,
+        &self,
         position: GlobalPosition,
         timeout: Duration,
-    ) -> ProjectionStatus {
-        let reached = |status: &ProjectionStatus| {
-            status.checkpoint >= position || matches!(status.state, ProjectionState::Stopped { .. })
-        };
-        let _ = tokio::time::timeout(timeout, self.status.wait_for(reached)).await;
-        self.status()
-    }
-
-    /// Waits until the status satisfies `condition` or `timeout` passes.
-    pub async fn wait_until(
-        &mut self,
-        timeout: Duration,
-        condition: impl FnMut(&ProjectionStatus) -> bool,
-    ) -> ProjectionStatus {
-        let _ = tokio::time::timeout(timeout, self.status.wait_for(condition)).await;
-        self.status()
-    }
-
-    /// Whether the runner task has ended.
-    pub fn is_finished(&self) -> bool {
-        self.task.is_finished()
-    }
-
-    /// Asks the runner to stop after the batch in hand and waits for it.
-    pub async fn stop(self) -> Result<(), Error> {
-        let _ = self.shutdown.send(true);
-        match self.task.await {
-            Ok(result) => result,
-            Err(join) if join.is_cancelled() => Ok(()),
-            Err(join) => Err(Error::backend("projection runner", false, join)),
-        }
-    }
-
-    /// Stops the runner at once, as a crash would: the batch in hand is
-    /// rolled back by its backend.
-    pub fn abort(self) {
-        self.task.abort();
+    ) -> Result<ProjectionStatus, Error> {
+        self.wait_until(timeout, |status| status.checkpoint >= position)
+            .await
     }
 }

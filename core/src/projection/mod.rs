@@ -11,9 +11,9 @@ use crate::{BoxError, DomainEvent, Envelope};
 
 pub use backend::{ParkedEvent, ProjectionBackend};
 pub use filter::EventFilter;
-pub use handle::ProjectionHandle;
-pub use runner::{ProjectionRunner, ReplayReport, RunnerConfig};
-pub use status::{FailurePolicy, OnExhausted, ProjectionState, ProjectionStatus};
+pub use handle::{ProjectionControl, ProjectionHandle};
+pub use runner::{ProjectionRunner, ReplayReport};
+pub use status::{ProjectionExhausted, ProjectionState, ProjectionStatus};
 
 /// A read model fed by the global stream.
 ///

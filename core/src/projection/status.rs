@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::GlobalPosition;
+use crate::{Backoff, Exhaustion, GlobalPosition, RetryPolicy};
 
 /// Where a projection runner is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,8 +48,8 @@ pub struct ProjectionStatus {
     /// up.
     pub lag: Duration,
     /// Events readable after the checkpoint that are still to be read
-    /// (counted up to [`RunnerConfig::backlog_limit`](super::RunnerConfig),
-    /// at most once per [`RunnerConfig::progress_interval`](super::RunnerConfig));
+    /// (counted at most once per interval and up to a limit, see
+    /// [`ProjectionRunner::progress`](super::ProjectionRunner::progress));
     /// `None` until first counted.
     pub lag_events: Option<u64>,
     /// Whether the count of [`ProjectionStatus::lag_events`] stopped at the
@@ -62,7 +62,7 @@ pub struct ProjectionStatus {
     /// Events applied since the runner started.
     pub applied: u64,
     /// Events skipped after their handler failed for good (only with
-    /// [`OnExhausted::Skip`]).
+    /// [`ProjectionExhausted::Skip`]).
     pub skipped: u64,
     /// Events parked since the runner started.
     pub parked: u64,
@@ -73,6 +73,16 @@ pub struct ProjectionStatus {
 }
 
 impl ProjectionStatus {
+    /// Whether the runner has caught up and follows new events.
+    pub fn is_live(&self) -> bool {
+        self.state == ProjectionState::Live
+    }
+
+    /// Whether the runner has stopped, by policy or shut down.
+    pub fn is_stopped(&self) -> bool {
+        matches!(self.state, ProjectionState::Stopped { .. })
+    }
+
     pub(crate) fn new(name: &str, version: u32) -> Self {
         ProjectionStatus {
             name: name.to_owned(),
@@ -93,9 +103,15 @@ impl ProjectionStatus {
     }
 }
 
-/// What happens after an event's handler failed `max_attempts` times.
+/// What a projection runner does with an event whose handler failed every
+/// attempt of its [`RetryPolicy`]: the choice of the policy given to
+/// [`ProjectionRunner::retry_policy`](super::ProjectionRunner::retry_policy).
+///
+/// The default policy: 5 attempts per event, waits from 100 ms doubling up
+/// to 10 s, then [`ProjectionExhausted::Stop`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OnExhausted {
+#[non_exhaustive]
+pub enum ProjectionExhausted {
     /// Park the event and stop the projection: nothing after it is applied
     /// until the cause is fixed and the runner restarted (it retries the
     /// parked event first).
@@ -106,53 +122,12 @@ pub enum OnExhausted {
     Skip,
 }
 
-/// How a runner retries a failing handler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct FailurePolicy {
-    /// Attempts per event, the first included (default 5).
-    pub max_attempts: u32,
-    /// The first wait between attempts, doubled each time (default 100 ms).
-    pub initial_backoff: Duration,
-    /// The longest wait (default 10 s).
-    pub max_backoff: Duration,
-    /// What happens when the attempts are used up.
-    pub on_exhausted: OnExhausted,
-}
-
-impl Default for FailurePolicy {
-    fn default() -> Self {
-        FailurePolicy {
-            max_attempts: 5,
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(10),
-            on_exhausted: OnExhausted::Stop,
-        }
-    }
-}
-
-impl FailurePolicy {
-    /// Sets the attempts per event (at least 1).
-    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = attempts.max(1);
-        self
-    }
-
-    /// Sets the waits between attempts.
-    pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
-        self.initial_backoff = initial;
-        self.max_backoff = max.max(initial);
-        self
-    }
-
-    /// Sets what happens when the attempts are used up.
-    pub fn with_on_exhausted(mut self, on_exhausted: OnExhausted) -> Self {
-        self.on_exhausted = on_exhausted;
-        self
-    }
-
-    /// The wait after failed attempt `attempt` (from 1).
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        crate::exponential_backoff(self.initial_backoff, self.max_backoff, attempt)
+impl Exhaustion for ProjectionExhausted {
+    fn default_policy() -> RetryPolicy<Self> {
+        RetryPolicy::new(
+            5,
+            Backoff::exponential(Duration::from_millis(100), Duration::from_secs(10)),
+            ProjectionExhausted::Stop,
+        )
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use annals::{
     AppendRequest, BoxError, Envelope, EventStore, ExpectedVersion, GlobalPosition, Projection,
-    ProjectionRunner, RunnerConfig, StreamId,
+    ProjectionRunner, StreamId,
 };
 use annals_postgres::tokio_postgres::types::{FromSql, Type};
 use annals_postgres::{PgEventStore, PgProjectionBackend, PgTx, Xid8};
@@ -198,13 +198,19 @@ async fn runner_catch_up(
         name,
     };
     let started = Instant::now();
-    let mut handle =
-        ProjectionRunner::new(store.clone(), PgProjectionBackend::new(store), projection)
-            .with_config(RunnerConfig::default().with_batch_size(BATCH))
-            .spawn();
-    let status = handle.wait_for(last, Duration::from_secs(3_600)).await;
+    let handle = ProjectionRunner::new(store.clone(), PgProjectionBackend::new(store), projection)
+        .batch_size(BATCH)
+        .start()
+        .map_err(|error| error.to_string())?;
+    let status = handle
+        .wait_for(last, Duration::from_secs(3_600))
+        .await
+        .map_err(|error| format!("the runner did not catch up: {error}"))?;
     let elapsed = started.elapsed();
-    handle.stop().await.map_err(|error| error.to_string())?;
+    handle
+        .stop(Duration::from_secs(60))
+        .await
+        .map_err(|error| error.to_string())?;
     if status.checkpoint < last || status.applied != EVENTS as u64 {
         return Err(format!("the runner did not catch up: {status:?}"));
     }
