@@ -2,6 +2,8 @@
 
 mod cache;
 mod command;
+mod commit;
+mod load;
 mod policy;
 mod unit_of_work;
 
@@ -10,7 +12,6 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::TryStreamExt;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -20,10 +21,7 @@ pub use command::{CommandContext, CommandError, CommandOutcome};
 pub use policy::{CommandExhausted, SnapshotDecision, SnapshotPolicy};
 pub use unit_of_work::UnitOfWork;
 
-use crate::{
-    Aggregate, AppendOutcome, AppendRequest, Error, EventStore, ExpectedVersion, FromSnapshot,
-    IntegrationEvent, Metadata, NewEvent, NewSnapshot, OutboxMessage, Payload, StreamId,
-};
+use crate::{Aggregate, AppendRequest, Error, EventStore, IntegrationEvent, Metadata, StreamId};
 use cache::{CachedState, StateCache};
 
 /// The default number of aggregate states a repository keeps warm.
@@ -334,252 +332,5 @@ where
     fn should_retry(&self, error: &Error, attempt: u32) -> bool {
         !self.retry.exhausted(attempt)
             && (error.is_conflict() || (self.transient_retries && error.is_retriable()))
-    }
-
-    async fn commit(&self, decision: Decision<A>) -> Result<CommandOutcome<A::Event>, Error> {
-        let Decision {
-            stream,
-            cached,
-            events,
-            request,
-        } = decision;
-        let Some(request) = request else {
-            let version = cached.version;
-            self.remember(stream.clone(), cached);
-            return Ok(CommandOutcome {
-                stream,
-                version,
-                events,
-                position: None,
-                duplicate: false,
-            });
-        };
-        match self.store.append(request).await {
-            Ok(outcome) if outcome.duplicate => self.duplicate_outcome(outcome).await,
-            Ok(outcome) => {
-                debug_assert_eq!(outcome.last_version, cached.version);
-                self.remember(stream.clone(), cached);
-                Ok(CommandOutcome {
-                    stream,
-                    version: outcome.last_version,
-                    events,
-                    position: Some(outcome.last_position),
-                    duplicate: false,
-                })
-            }
-            Err(error) => Err(error),
-        }
-    }
-
-    /// Loads the state (warm or from the store), lets the aggregate decide and
-    /// prepares the append; nothing is written.
-    pub(crate) async fn decide(
-        &self,
-        id: &str,
-        stream: StreamId,
-        command: &A::Command,
-        context: &CommandContext,
-    ) -> Result<Decision<A>, CommandError<A::Error>> {
-        let warm = self.cache.as_ref().and_then(|cache| cache.take(&stream));
-        let was_warm = warm.is_some();
-        let mut cached = match warm {
-            Some(cached) => cached,
-            None => self.load_stream(&stream).await?,
-        };
-        let mut decided = cached.state.handle(command, &self.services);
-        if decided.is_err() && was_warm {
-            // The warm copy may be behind the store: a refusal must come from
-            // the stored state, so decide once more on a fresh load.
-            cached = self.load_stream(&stream).await?;
-            decided = cached.state.handle(command, &self.services);
-        }
-        let events = match decided {
-            Ok(events) => events,
-            Err(rejection) => {
-                self.remember(stream, cached);
-                return Err(CommandError::Rejected(rejection));
-            }
-        };
-        if events.is_empty() {
-            return Ok(Decision {
-                stream,
-                cached,
-                events,
-                request: None,
-            });
-        }
-        let version_before = cached.version;
-        let metadata = context.event_metadata();
-        let mut request =
-            AppendRequest::new(stream.clone(), ExpectedVersion::Exact(version_before))
-                .command_id(context.command_id);
-        request.events.reserve(events.len());
-        for (offset, event) in (1..).zip(&events) {
-            let new_event = NewEvent::new(event, metadata.clone())?;
-            if let Some(message) =
-                self.integration_message(id, &stream, version_before + offset, &new_event, event)?
-            {
-                request.outbox.push(message);
-            }
-            request.events.push(new_event);
-            cached.state.apply(event);
-        }
-        cached.version = version_before + request.events.len() as u64;
-        if self.snapshots.should_snapshot(SnapshotDecision {
-            version_before,
-            version_after: cached.version,
-            last_snapshot: cached.last_snapshot,
-        }) {
-            let state = Payload::encode(&cached.state).map_err(|source| Error::Encode {
-                what: format!("{} state for a snapshot", A::TYPE),
-                source,
-            })?;
-            request.snapshot = Some(NewSnapshot {
-                state_version: A::SNAPSHOT_VERSION,
-                state,
-            });
-            cached.last_snapshot = cached.version;
-        }
-        Ok(Decision {
-            stream,
-            cached,
-            events,
-            request: Some(request),
-        })
-    }
-
-    fn integration_message(
-        &self,
-        id: &str,
-        stream: &StreamId,
-        version: u64,
-        new_event: &NewEvent,
-        event: &A::Event,
-    ) -> Result<Option<OutboxMessage>, Error> {
-        let Some(mapping) = &self.integration else {
-            return Ok(None);
-        };
-        let pending = PendingEvent {
-            aggregate_id: id,
-            stream,
-            version,
-            event_id: new_event.event_id,
-            metadata: &new_event.metadata,
-            event,
-        };
-        Ok(mapping(&pending)?.map(|integration| OutboxMessage {
-            message_id: new_event.event_id,
-            topic: integration.topic,
-            key: integration.key.unwrap_or_else(|| id.to_owned()),
-            event_type: integration.event_type,
-            event_version: integration.event_version,
-            payload: integration.payload,
-            stream: stream.clone(),
-            stream_version: version,
-            metadata: new_event.metadata.clone(),
-        }))
-    }
-
-    pub(crate) fn remember(&self, stream: StreamId, cached: CachedState<A>) {
-        if let Some(cache) = &self.cache {
-            cache.put(stream, cached);
-        }
-    }
-
-    pub(crate) fn forget(&self, stream: &StreamId) {
-        if let Some(cache) = &self.cache {
-            cache.forget(stream);
-        }
-    }
-
-    /// The first execution's outcome, re-read from the store.
-    async fn duplicate_outcome(
-        &self,
-        first: AppendOutcome,
-    ) -> Result<CommandOutcome<A::Event>, Error> {
-        self.forget(&first.stream);
-        let records: Vec<_> = self
-            .store
-            .read_stream(first.stream.clone(), first.first_version)
-            .try_take_while(|record| std::future::ready(Ok(record.version <= first.last_version)))
-            .try_collect()
-            .await?;
-        let mut events = Vec::with_capacity(records.len());
-        for record in &records {
-            events.extend(record.decode::<A::Event>()?);
-        }
-        Ok(CommandOutcome {
-            stream: first.stream,
-            version: first.last_version,
-            events,
-            position: Some(first.last_position),
-            duplicate: true,
-        })
-    }
-
-    async fn load_stream(&self, stream: &StreamId) -> Result<CachedState<A>, Error> {
-        let mut loaded = CachedState {
-            state: A::default(),
-            version: 0,
-            last_snapshot: 0,
-        };
-        let mut records = if self.snapshots.uses_snapshots() {
-            let FromSnapshot { snapshot, events } =
-                self.store.read_from_snapshot(stream.clone()).await?;
-            match snapshot {
-                None => events,
-                Some(snapshot) => match restore_snapshot::<A>(&snapshot) {
-                    Some(state) => {
-                        loaded.state = state;
-                        loaded.version = snapshot.version;
-                        loaded.last_snapshot = snapshot.version;
-                        events
-                    }
-                    // The events after an unusable snapshot are not enough:
-                    // read them all (done with the others, which may hold a
-                    // connection).
-                    None => {
-                        drop(events);
-                        self.store.read_stream(stream.clone(), 1)
-                    }
-                },
-            }
-        } else {
-            self.store.read_stream(stream.clone(), 1)
-        };
-        while let Some(record) = records.try_next().await? {
-            for event in record.decode::<A::Event>()? {
-                loaded.state.apply(&event);
-            }
-            loaded.version = record.version;
-        }
-        Ok(loaded)
-    }
-}
-
-/// The state in a snapshot, or `None` (with a warning) when it is of another
-/// schema version or does not decode: the caller rebuilds from events.
-fn restore_snapshot<A: Aggregate>(snapshot: &crate::Snapshot) -> Option<A> {
-    if snapshot.state_version != A::SNAPSHOT_VERSION {
-        tracing::warn!(
-            stream = %snapshot.stream,
-            version = snapshot.version,
-            snapshot_state_version = snapshot.state_version,
-            code_state_version = A::SNAPSHOT_VERSION,
-            "ignoring a snapshot of another state version; rebuilding from events"
-        );
-        return None;
-    }
-    match serde_json::from_str(snapshot.state.get()) {
-        Ok(state) => Some(state),
-        Err(error) => {
-            tracing::warn!(
-                stream = %snapshot.stream,
-                version = snapshot.version,
-                %error,
-                "ignoring a snapshot that does not decode; rebuilding from events"
-            );
-            None
-        }
     }
 }
