@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::{DomainEvent, Error, GlobalPosition, Metadata, Payload, StreamId};
+use crate::{DomainEvent, Error, GlobalPosition, Metadata, OutboxShard, Payload, StreamId};
 
 /// The longest topic name accepted (Kafka's limit).
 pub const MAX_TOPIC_LEN: usize = 249;
@@ -121,26 +121,29 @@ impl IntegrationEvent {
     }
 }
 
-/// Reads what was written to the outbox, in order. The outbox relay builds on
-/// it; tests use it to see that messages were written with their events.
+/// Reads what was written to the outbox, in order: the one read contract of
+/// the outbox, used by relays (one shard each) and by tests that check that
+/// messages were written with their events (the whole outbox,
+/// [`OutboxShard::ALL`]).
 ///
 /// ```
-/// use annals::{GlobalPosition, MemoryEventStore, OutboxReader};
+/// use annals::{GlobalPosition, MemoryEventStore, OutboxReader, OutboxShard};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), annals::Error> {
 /// let store = MemoryEventStore::new();
-/// let records = store.read_outbox(GlobalPosition::START, 100).await?;
+/// let records = store.read_outbox(OutboxShard::ALL, GlobalPosition::START, 100).await?;
 /// assert!(records.is_empty());
 /// # Ok(())
 /// # }
 /// ```
 pub trait OutboxReader: Send + Sync {
-    /// Up to `limit` outbox records after `after`, in position order. Only
-    /// records of finished commits are returned, so none can appear behind a
-    /// position once it was read.
+    /// Up to `limit` records of `shard` after `after`, in position order.
+    /// Only records of finished commits are returned, so none can appear
+    /// behind a position once it was read.
     fn read_outbox(
         &self,
+        shard: OutboxShard,
         after: GlobalPosition,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<OutboxRecord>, Error>> + Send;

@@ -94,7 +94,7 @@ pub struct OutboxBacklog {
 /// The outbox as a relay sees it.
 ///
 /// One relay at a time publishes a shard: it holds the shard's lease, reads
-/// after its checkpoint, publishes, saves the checkpoint (only while holding
+/// the shard after its checkpoint ([`OutboxReader::read_outbox`]), publishes, saves the checkpoint (only while holding
 /// the lease) and prunes what is behind it.
 ///
 /// One round of a relay, against any source:
@@ -102,14 +102,14 @@ pub struct OutboxBacklog {
 /// ```
 /// use annals::{
 ///     AppendRequest, EventStore, ExpectedVersion, GlobalPosition, MemoryEventStore, Metadata,
-///     NewEvent, OutboxMessage, OutboxShard, OutboxSource, Payload, StreamId,
+///     NewEvent, OutboxMessage, OutboxReader, OutboxShard, OutboxSource, Payload, StreamId,
 /// };
 ///
 /// /// Publishes what waits in `shard` after the relay's checkpoint; returns how many.
 /// async fn relay_once<S: OutboxSource>(source: &S, shard: OutboxShard) -> Result<usize, annals::Error> {
 ///     let lease = source.acquire("billing-relay", shard).await?;
 ///     let after = source.checkpoint("billing-relay", shard).await?.unwrap_or(GlobalPosition::START);
-///     let records = source.read_shard(shard, after, 100).await?;
+///     let records = source.read_outbox(shard, after, 100).await?;
 ///     let Some(last) = records.last() else { return Ok(0) };
 ///     // ... publish `records` in order and wait for the broker's acks ...
 ///     source.save_checkpoint(&lease, "billing-relay", shard, last.position).await?;
@@ -155,15 +155,6 @@ pub trait OutboxSource: OutboxReader + Clone + 'static {
 
     /// Whether `lease` still holds.
     fn is_held(&self, lease: &Self::Lease) -> bool;
-
-    /// Up to `limit` records of `shard` after `after`, in position order,
-    /// gap-free as [`OutboxReader::read_outbox`].
-    fn read_shard(
-        &self,
-        shard: OutboxShard,
-        after: GlobalPosition,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<OutboxRecord>, Error>> + Send;
 
     /// The last position `relay` published in `shard`.
     fn checkpoint(

@@ -1,7 +1,7 @@
 //! Migrations: instances starting together, re-runs, edited history, bad
 //! schema names.
 
-use annals::OutboxSource;
+use annals::OutboxReader;
 use annals_postgres::{Error, PgEventStore, migrate};
 
 use crate::common::{Schema, connect, database_url};
@@ -152,7 +152,7 @@ async fn the_relay_migration_fills_the_shard_of_stored_messages() {
     let mut relayed = 0;
     for shard in annals::OutboxShard::split(3).unwrap() {
         for record in store
-            .read_shard(shard, annals::GlobalPosition::START, 100)
+            .read_outbox(shard, annals::GlobalPosition::START, 100)
             .await
             .unwrap()
         {
@@ -211,7 +211,7 @@ async fn the_outbox_json_migration_keeps_stored_messages() {
     assert_eq!(report.applied, [6]);
     let store = PgEventStore::connect(schema.config()).await.unwrap();
     let records = store
-        .read_shard(annals::OutboxShard::ALL, annals::GlobalPosition::START, 100)
+        .read_outbox(annals::OutboxShard::ALL, annals::GlobalPosition::START, 100)
         .await
         .unwrap();
     assert_eq!(records.len(), payloads.len());

@@ -43,14 +43,14 @@ async fn write(store: &TestStore, keys: &[String]) {
 
 async fn everything(store: &TestStore) -> Vec<OutboxRecord> {
     store
-        .read_outbox(GlobalPosition::START, 10_000)
+        .read_outbox(OutboxShard::ALL, GlobalPosition::START, 10_000)
         .await
         .unwrap()
 }
 
 async fn shard_records(store: &TestStore, shard: OutboxShard) -> Vec<OutboxRecord> {
     store
-        .read_shard(shard, GlobalPosition::START, 10_000)
+        .read_outbox(shard, GlobalPosition::START, 10_000)
         .await
         .unwrap()
 }
@@ -82,7 +82,7 @@ async fn postgres_shards_partition_the_outbox() {
         );
         // Paging after a record of the shard goes on where it stopped.
         let rest = store
-            .read_shard(shard, records[0].position, 10_000)
+            .read_outbox(shard, records[0].position, 10_000)
             .await
             .unwrap();
         assert_eq!(rest, records[1..]);

@@ -6,7 +6,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use annals::testing::conformance::{added, read_stream, stream};
-use annals::{AppendRequest, EventStore, ExpectedVersion, GlobalPosition, OutboxReader};
+use annals::{
+    AppendRequest, EventStore, ExpectedVersion, GlobalPosition, OutboxReader, OutboxShard,
+};
 use futures::TryStreamExt;
 use uuid::Uuid;
 
@@ -198,7 +200,8 @@ async fn survive_kills(store: TestStore, writers_count: usize) -> (usize, usize)
         .flat_map(|request| request.events.iter().map(|event| event.event_id))
         .collect();
     assert_eq!(unique, sent, "every command's events, exactly once");
-    let messages = retrying(|| store.read_outbox(GlobalPosition::START, 10_000)).await;
+    let messages =
+        retrying(|| store.read_outbox(OutboxShard::ALL, GlobalPosition::START, 10_000)).await;
     assert_eq!(messages.len(), requests.len(), "one message per command");
     for request in &requests {
         let outcome = retrying(|| store.command_outcome(request.command_id.unwrap()))

@@ -10,7 +10,9 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::{AppendSignal, Error, EventStore, GlobalPosition, OutboxMessage, OutboxReader};
+use crate::{
+    AppendSignal, Error, EventStore, GlobalPosition, OutboxMessage, OutboxReader, OutboxShard,
+};
 
 /// A message as consumers receive it: an outbox message with its place in
 /// its topic.
@@ -292,7 +294,10 @@ impl<S: EventStore + OutboxReader> MemoryOutboxRelay<S> {
         let mut total = 0;
         loop {
             let checkpoint = self.bus.relay_checkpoint(&self.name);
-            let records = self.store.read_outbox(checkpoint, self.batch_size).await?;
+            let records = self
+                .store
+                .read_outbox(OutboxShard::ALL, checkpoint, self.batch_size)
+                .await?;
             if records.is_empty() {
                 return Ok(total);
             }

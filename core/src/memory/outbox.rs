@@ -29,25 +29,6 @@ impl Drop for MemoryShardLease {
     }
 }
 
-impl MemoryEventStore {
-    fn shard_records(
-        &self,
-        shard: OutboxShard,
-        after: GlobalPosition,
-    ) -> impl Iterator<Item = OutboxRecord> {
-        let state = self.lock();
-        let start = state
-            .outbox
-            .partition_point(|record| record.position <= after);
-        state.outbox[start..]
-            .iter()
-            .filter(|record| shard.contains(&record.message.key))
-            .cloned()
-            .collect::<Vec<_>>()
-            .into_iter()
-    }
-}
-
 impl OutboxSource for MemoryEventStore {
     type Lease = MemoryShardLease;
 
@@ -67,15 +48,6 @@ impl OutboxSource for MemoryEventStore {
 
     fn is_held(&self, _lease: &MemoryShardLease) -> bool {
         true
-    }
-
-    async fn read_shard(
-        &self,
-        shard: OutboxShard,
-        after: GlobalPosition,
-        limit: usize,
-    ) -> Result<Vec<OutboxRecord>, Error> {
-        Ok(self.shard_records(shard, after).take(limit).collect())
     }
 
     async fn checkpoint(
@@ -147,7 +119,7 @@ impl OutboxSource for MemoryEventStore {
         after: GlobalPosition,
     ) -> Result<OutboxBacklog, Error> {
         let mut backlog = OutboxBacklog::default();
-        for record in self.shard_records(shard, after) {
+        for record in self.shard_records(shard, after, usize::MAX) {
             backlog.messages += 1;
             backlog.oldest.get_or_insert(record.recorded_at);
         }
@@ -205,7 +177,7 @@ mod tests {
         let mut total = 0;
         for shard in &shards {
             let records = store
-                .read_shard(*shard, GlobalPosition::START, 100)
+                .read_outbox(*shard, GlobalPosition::START, 100)
                 .await
                 .unwrap();
             assert!(
@@ -226,7 +198,7 @@ mod tests {
         assert_eq!(total, 40);
         let first = shards[0];
         let through = store
-            .read_shard(first, GlobalPosition::START, 100)
+            .read_outbox(first, GlobalPosition::START, 100)
             .await
             .unwrap()
             .last()
@@ -236,14 +208,14 @@ mod tests {
         assert!(pruned > 0);
         assert!(
             store
-                .read_shard(first, GlobalPosition::START, 100)
+                .read_outbox(first, GlobalPosition::START, 100)
                 .await
                 .unwrap()
                 .is_empty()
         );
         assert_eq!(
             store
-                .read_outbox(GlobalPosition::START, 100)
+                .read_outbox(OutboxShard::ALL, GlobalPosition::START, 100)
                 .await
                 .unwrap()
                 .len() as u64,

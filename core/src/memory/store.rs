@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::{
     AppendOutcome, AppendRequest, AppendSignal, Error, EventStore, EventStream, GlobalPosition,
-    Limits, OutboxReader, OutboxRecord, RecordedEvent, Snapshot, StreamId,
+    Limits, OutboxReader, OutboxRecord, OutboxShard, RecordedEvent, Snapshot, StreamId,
 };
 
 /// An event store held in memory, thread-safe, cheap to clone (clones share
@@ -289,16 +289,34 @@ impl EventStore for MemoryEventStore {
     }
 }
 
-impl OutboxReader for MemoryEventStore {
-    async fn read_outbox(
+impl MemoryEventStore {
+    /// Up to `limit` records of `shard` after `after`, in position order.
+    pub(super) fn shard_records(
         &self,
+        shard: OutboxShard,
         after: GlobalPosition,
         limit: usize,
-    ) -> Result<Vec<OutboxRecord>, Error> {
+    ) -> Vec<OutboxRecord> {
         let state = self.lock();
         let start = state
             .outbox
             .partition_point(|record| record.position <= after);
-        Ok(state.outbox[start..].iter().take(limit).cloned().collect())
+        state.outbox[start..]
+            .iter()
+            .filter(|record| shard.contains(&record.message.key))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+}
+
+impl OutboxReader for MemoryEventStore {
+    async fn read_outbox(
+        &self,
+        shard: OutboxShard,
+        after: GlobalPosition,
+        limit: usize,
+    ) -> Result<Vec<OutboxRecord>, Error> {
+        Ok(self.shard_records(shard, after, limit))
     }
 }

@@ -108,7 +108,7 @@ async fn read_ahead<S: OutboxSource>(
         let Ok(slot) = pages.reserve().await else {
             return;
         };
-        let read = source.read_shard(settings.shard, after, size).await;
+        let read = source.read_outbox(settings.shard, after, size).await;
         match read {
             Ok(records) => {
                 backoff.reset();

@@ -18,8 +18,7 @@ use std::sync::{Arc, OnceLock};
 
 use annals::{
     AppendOutcome, AppendRequest, AppendSignal, EventStore, EventStream, FromSnapshot,
-    GlobalBacklog, GlobalPosition, Limits, OutboxReader, OutboxRecord, RecordedEvent, Snapshot,
-    StreamId,
+    GlobalBacklog, GlobalPosition, Limits, RecordedEvent, Snapshot, StreamId,
 };
 use deadpool_postgres::Pool;
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -226,15 +225,5 @@ impl EventStore for PgEventStore {
         limit: u64,
     ) -> Result<GlobalBacklog, annals::Error> {
         self.backlog_after(after, limit).await
-    }
-}
-
-impl OutboxReader for PgEventStore {
-    async fn read_outbox(
-        &self,
-        after: GlobalPosition,
-        limit: usize,
-    ) -> Result<Vec<OutboxRecord>, annals::Error> {
-        self.outbox_records(after, limit).await
     }
 }

@@ -1,22 +1,35 @@
 //! Reading the outbox in the same gap-free order as the global stream.
 
-use annals::{GlobalPosition, OutboxRecord};
+use annals::{GlobalPosition, OutboxReader, OutboxRecord, OutboxShard};
+
+use super::relay::for_shard;
 
 use super::{PgEventStore, rows};
 
-impl PgEventStore {
-    pub(super) async fn outbox_records(
+impl OutboxReader for PgEventStore {
+    async fn read_outbox(
         &self,
+        shard: OutboxShard,
         after: GlobalPosition,
         limit: usize,
     ) -> Result<Vec<OutboxRecord>, annals::Error> {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let sql = &self.inner.sql;
-        let rows = self
-            .page(&sql.read_outbox, &sql.held_back_outbox, after, limit)
-            .await?;
+        let rows = if shard == OutboxShard::ALL {
+            let sql = &self.inner.sql;
+            self.page(&sql.read_outbox, &sql.held_back_outbox, after, limit)
+                .await?
+        } else {
+            let sql = &self.inner.sql.relay;
+            self.page(
+                &for_shard(&sql.read_shard, shard),
+                &for_shard(&sql.held_back_shard, shard),
+                after,
+                limit,
+            )
+            .await?
+        };
         records(&rows)
     }
 }

@@ -11,7 +11,6 @@ use annals::{
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
 
-use super::outbox::records;
 use super::read::{bigint, checkpoint as checkpoint_params};
 use super::{PgEventStore, rows};
 use crate::error::{backend, corrupt, pool};
@@ -29,14 +28,14 @@ use crate::types::{JsonText, Xid8};
 /// whose session died cannot write one after another relay took over.
 ///
 /// ```no_run
-/// use annals::{GlobalPosition, OutboxShard, OutboxSource};
+/// use annals::{GlobalPosition, OutboxReader, OutboxShard, OutboxSource};
 ///
 /// # async fn run(store: annals_postgres::PgEventStore) -> Result<(), annals::Error> {
 /// let shard = OutboxShard::new(0, 4)?;
 /// // Waits while another relay named "orders" holds the shard.
 /// let lease = store.acquire("orders", shard).await?;
 /// let after = store.checkpoint("orders", shard).await?.unwrap_or(GlobalPosition::START);
-/// let records = store.read_shard(shard, after, 500).await?;
+/// let records = store.read_outbox(shard, after, 500).await?;
 /// if let Some(last) = records.last() {
 ///     // ... publish the records, then, once the broker acked them all:
 ///     store.save_checkpoint(&lease, "orders", shard, last.position).await?;
@@ -100,7 +99,7 @@ fn shard_predicate(shard: OutboxShard) -> String {
 
 /// `template` (a statement of `sql/relay/` with a `{shard_index}` line) for
 /// `shard`.
-fn for_shard(template: &str, shard: OutboxShard) -> String {
+pub(super) fn for_shard(template: &str, shard: OutboxShard) -> String {
     let line = match shard.count() {
         1 => String::new(),
         _ => format!("AND {}", shard_predicate(shard)),
@@ -226,30 +225,6 @@ impl OutboxSource for PgEventStore {
 
     fn is_held(&self, lease: &PgShardLease) -> bool {
         lease.holds()
-    }
-
-    async fn read_shard(
-        &self,
-        shard: OutboxShard,
-        after: GlobalPosition,
-        limit: usize,
-    ) -> Result<Vec<OutboxRecord>, Error> {
-        if shard == OutboxShard::ALL {
-            return self.outbox_records(after, limit).await;
-        }
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let sql = &self.inner.sql.relay;
-        let rows = self
-            .page(
-                &for_shard(&sql.read_shard, shard),
-                &for_shard(&sql.held_back_shard, shard),
-                after,
-                limit,
-            )
-            .await?;
-        records(&rows)
     }
 
     async fn checkpoint(

@@ -70,11 +70,15 @@ impl<S: OutboxSource> FlakySource<S> {
 impl<S: OutboxSource> OutboxReader for FlakySource<S> {
     async fn read_outbox(
         &self,
+        shard: OutboxShard,
         after: GlobalPosition,
         limit: usize,
     ) -> Result<Vec<OutboxRecord>, Error> {
         self.check()?;
-        self.inner.read_outbox(after, limit).await
+        if self.reads_held.load(Ordering::SeqCst) {
+            return Ok(Vec::new());
+        }
+        self.inner.read_outbox(shard, after, limit).await
     }
 }
 
@@ -88,19 +92,6 @@ impl<S: OutboxSource> OutboxSource for FlakySource<S> {
 
     fn is_held(&self, lease: &S::Lease) -> bool {
         self.inner.is_held(lease)
-    }
-
-    async fn read_shard(
-        &self,
-        shard: OutboxShard,
-        after: GlobalPosition,
-        limit: usize,
-    ) -> Result<Vec<OutboxRecord>, Error> {
-        self.check()?;
-        if self.reads_held.load(Ordering::SeqCst) {
-            return Ok(Vec::new());
-        }
-        self.inner.read_shard(shard, after, limit).await
     }
 
     async fn checkpoint(

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use annals::{
     AppendOutcome, AppendRequest, AppendSignal, EventStore, EventStream, FromSnapshot,
-    GlobalBacklog, GlobalPosition, OutboxReader, OutboxRecord, RecordedEvent, Snapshot, StreamId,
+    GlobalBacklog, GlobalPosition, OutboxReader, OutboxRecord, OutboxShard, RecordedEvent,
+    Snapshot, StreamId,
 };
 use annals_postgres::{Config, PgEventStore};
 use uuid::Uuid;
@@ -143,10 +144,11 @@ impl EventStore for TestStore {
 impl OutboxReader for TestStore {
     fn read_outbox(
         &self,
+        shard: OutboxShard,
         after: GlobalPosition,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<OutboxRecord>, annals::Error>> + Send {
-        self.store.read_outbox(after, limit)
+        self.store.read_outbox(shard, after, limit)
     }
 }
 

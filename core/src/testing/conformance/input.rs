@@ -5,7 +5,7 @@ use uuid::Uuid;
 use super::{added, read_everything, stream};
 use crate::{
     AppendRequest, Error, EventStore, ExpectedVersion, GlobalPosition, Limits, Metadata, NewEvent,
-    OutboxReader, Payload,
+    OutboxReader, OutboxShard, Payload,
 };
 
 async fn assert_nothing_written<S: EventStore + OutboxReader>(store: &S) {
@@ -16,7 +16,7 @@ async fn assert_nothing_written<S: EventStore + OutboxReader>(store: &S) {
     );
     assert!(
         store
-            .read_outbox(GlobalPosition::START, 10)
+            .read_outbox(OutboxShard::ALL, GlobalPosition::START, 10)
             .await
             .unwrap()
             .is_empty()

@@ -5,7 +5,7 @@ use uuid::Uuid;
 use super::{added, stream};
 use crate::{
     AppendRequest, EventStore, ExpectedVersion, GlobalPosition, Metadata, OutboxMessage,
-    OutboxReader, Payload, StreamId,
+    OutboxReader, OutboxShard, Payload, StreamId,
 };
 
 /// An outbox message caused by version `version` of `stream`.
@@ -40,7 +40,10 @@ pub async fn outbox_messages_are_written_with_their_events<S: EventStore + Outbo
         )
         .await
         .unwrap();
-    let records = store.read_outbox(GlobalPosition::START, 10).await.unwrap();
+    let records = store
+        .read_outbox(OutboxShard::ALL, GlobalPosition::START, 10)
+        .await
+        .unwrap();
     assert_eq!(records.len(), 2);
     for (record, written) in records.iter().zip(&messages) {
         let read = &record.message;
@@ -65,7 +68,10 @@ pub async fn outbox_messages_are_written_with_their_events<S: EventStore + Outbo
         );
     }
     assert!(records[0].position < records[1].position);
-    let after_first = store.read_outbox(records[0].position, 10).await.unwrap();
+    let after_first = store
+        .read_outbox(OutboxShard::ALL, records[0].position, 10)
+        .await
+        .unwrap();
     assert_eq!(after_first.len(), 1);
     assert_eq!(after_first[0].message.message_id, messages[1].message_id);
 }
@@ -85,7 +91,7 @@ pub async fn outbox_is_not_written_on_conflict<S: EventStore + OutboxReader>(sto
     }
     assert!(
         store
-            .read_outbox(GlobalPosition::START, 10)
+            .read_outbox(OutboxShard::ALL, GlobalPosition::START, 10)
             .await
             .unwrap()
             .is_empty()
@@ -118,7 +124,10 @@ pub async fn outbox_follows_commit_order<S: EventStore + OutboxReader>(store: S)
     let mut records = Vec::new();
     let mut checkpoint = GlobalPosition::START;
     loop {
-        let page = store.read_outbox(checkpoint, 7).await.unwrap();
+        let page = store
+            .read_outbox(OutboxShard::ALL, checkpoint, 7)
+            .await
+            .unwrap();
         let Some(last) = page.last() else { break };
         checkpoint = last.position;
         records.extend(page);

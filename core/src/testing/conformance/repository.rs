@@ -6,7 +6,7 @@ use serde_json::json;
 use super::{FixtureEvent, Tally, TallyCommand, added, read_stream};
 use crate::{
     AppendRequest, CommandContext, CommandError, EventStore, ExpectedVersion, GlobalPosition,
-    IntegrationEvent, NewSnapshot, OutboxReader, Payload, Repository, SnapshotPolicy,
+    IntegrationEvent, NewSnapshot, OutboxReader, OutboxShard, Payload, Repository, SnapshotPolicy,
 };
 
 /// Loads through a snapshot and the events after it give the same state as
@@ -168,7 +168,10 @@ pub async fn integration_events_reach_the_outbox<S: EventStore + OutboxReader>(s
         .execute_with("t-1", &TallyCommand::Remove(4), context.clone())
         .await
         .unwrap();
-    let records = store.read_outbox(GlobalPosition::START, 10).await.unwrap();
+    let records = store
+        .read_outbox(OutboxShard::ALL, GlobalPosition::START, 10)
+        .await
+        .unwrap();
     assert_eq!(records.len(), 1, "only the chosen event leaves");
     let message = &records[0].message;
     let stream = Repository::<Tally, S>::stream_id("t-1").unwrap();

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{added, read_everything, read_stream, stream};
 use crate::{
     AppendRequest, Error, EventStore, ExpectedVersion, GlobalPosition, Metadata, OutboxReader,
-    Payload,
+    OutboxShard, Payload,
 };
 
 fn assert_conflict(error: Error, expected: ExpectedVersion, actual: Option<u64>) {
@@ -172,7 +172,7 @@ pub async fn conflicting_append_writes_nothing<S: EventStore + OutboxReader>(sto
     assert!(store.load_snapshot(&id).await.unwrap().is_none());
     assert!(
         store
-            .read_outbox(GlobalPosition::START, 10)
+            .read_outbox(OutboxShard::ALL, GlobalPosition::START, 10)
             .await
             .unwrap()
             .is_empty()
