@@ -6,12 +6,11 @@ use std::sync::Arc;
 
 use annals::{Error, Inbox};
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Pool;
 use uuid::Uuid;
 
 use crate::PgEventStore;
+use crate::database::Database;
 use crate::error::backend;
-use crate::schema::SchemaName;
 use crate::tx::PgTx;
 
 /// How many claims one prune statement deletes at most.
@@ -55,29 +54,15 @@ const PRUNE_BATCH: i64 = 10_000;
 /// implement the handlers as `Handler<PgTx>`.
 #[derive(Clone)]
 pub struct PgInbox {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    pool: Pool,
-    schema: SchemaName,
-    claim: String,
-    prune: String,
+    db: Arc<Database>,
 }
 
 impl PgInbox {
     /// The inbox in `store`'s schema, sharing its pool. The table is created
     /// by the store's migrations.
     pub fn new(store: &PgEventStore) -> Self {
-        let schema =
-            SchemaName::new(store.schema()).expect("a connected store's schema name was validated");
         PgInbox {
-            inner: Arc::new(Inner {
-                pool: store.pool().clone(),
-                claim: schema.render(include_str!("../sql/inbox/claim.sql")),
-                prune: schema.render(include_str!("../sql/inbox/prune.sql")),
-                schema,
-            }),
+            db: Arc::clone(store.database()),
         }
     }
 }
@@ -85,7 +70,7 @@ impl PgInbox {
 impl fmt::Debug for PgInbox {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgInbox")
-            .field("schema", &self.inner.schema.as_str())
+            .field("schema", &self.db.schema.as_str())
             .finish()
     }
 }
@@ -94,11 +79,11 @@ impl Inbox for PgInbox {
     type Tx = PgTx;
 
     async fn begin(&self) -> Result<PgTx, Error> {
-        PgTx::begin(&self.inner.pool).await
+        PgTx::begin(&self.db.pool).await
     }
 
     async fn claim(&self, tx: &mut PgTx, consumer: &str, message_id: Uuid) -> Result<bool, Error> {
-        let statement = tx.prepare_cached(&self.inner.claim).await?;
+        let statement = tx.prepare_cached(&self.db.sql.inbox.claim).await?;
         let inserted = tx.execute(&statement, &[&consumer, &message_id]).await?;
         Ok(inserted == 1)
     }
@@ -112,9 +97,9 @@ impl Inbox for PgInbox {
     }
 
     async fn prune(&self, consumer: &str, before: DateTime<Utc>) -> Result<u64, Error> {
-        let connection = self.inner.pool.get().await.map_err(crate::error::pool)?;
+        let connection = self.db.client().await?;
         let statement = connection
-            .prepare_cached(&self.inner.prune)
+            .prepare_cached(&self.db.sql.inbox.prune)
             .await
             .map_err(backend)?;
         let mut pruned = 0;

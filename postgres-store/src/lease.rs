@@ -1,13 +1,16 @@
-//! Session advisory locks on connections of their own: how one relay per
-//! outbox shard and one runner per projection are chosen.
+//! Leases: session advisory locks on connections of their own. How one
+//! relay per outbox shard and one runner per projection version are
+//! chosen, and every other holder of something that only one process may
+//! do at a time.
 
+use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
-use tokio_postgres_rustls::MakeRustlsConnect;
 
+use crate::database::Database;
 use crate::error::backend;
 
 /// How often a waiting holder tries the lock. Polling rather than a
@@ -23,32 +26,41 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
 /// How long that round trip may take before the lock counts as lost.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A session-level advisory lock held by a connection outside the pool.
+/// A lease: a session-level advisory lock held by a connection of its own,
+/// outside the pool. The lease of an outbox shard for a relay
+/// ([`PgOutbox`](crate::PgOutbox)) and of a projection version for its
+/// runner ([`PgProjectionBackend`](crate::PgProjectionBackend)).
 ///
-/// It holds exactly as long as that session: dropping it closes the
+/// It holds exactly as long as that session: dropping the lease closes the
 /// connection, which releases the lock, and a session that dies (the server
-/// restarted, the backend was terminated, the network broke) releases it
-/// for whoever waits.
-pub(crate) struct SessionLock {
+/// restarted, the backend was terminated, the network broke, or it stopped
+/// answering the lease's checks every second within five) releases it for
+/// whoever waits. What must only happen while the lease holds (a relay's
+/// checkpoint) is written on the lease's own connection, so that it cannot
+/// be written once another holder took over.
+pub struct PgLease {
+    /// What the lease is of, e.g. "relay `orders` shard 0/4".
+    holder: String,
+    key: String,
     client: Arc<tokio_postgres::Client>,
     held: Arc<AtomicBool>,
     connection: JoinHandle<()>,
     keepalive: JoinHandle<()>,
 }
 
-impl SessionLock {
-    /// Opens a connection with `config` and waits on it until the advisory
-    /// lock named `key` (hashed with `hashtextextended`) is free, then takes
-    /// it.
+impl PgLease {
+    /// Opens a connection of `db`'s and waits on it until the advisory lock
+    /// named `key` (hashed with `hashtextextended`) is free, then takes it
+    /// for `holder`.
     ///
     /// Errors: retriable when the server cannot be reached or the
     /// connection breaks while waiting.
     pub(crate) async fn acquire(
-        config: &tokio_postgres::Config,
-        tls: MakeRustlsConnect,
-        key: &str,
-    ) -> Result<SessionLock, annals::Error> {
-        let (client, connection) = config.connect(tls).await.map_err(backend)?;
+        db: &Database,
+        key: String,
+        holder: String,
+    ) -> Result<PgLease, annals::Error> {
+        let (client, connection) = db.sessions.open().await.map_err(backend)?;
         let held = Arc::new(AtomicBool::new(true));
         let mut connection = AbortOnDrop(Some(tokio::spawn({
             let held = Arc::clone(&held);
@@ -60,7 +72,7 @@ impl SessionLock {
             }
         })));
         let statement = client
-            .prepare(include_str!("../sql/relay/try_lease.sql"))
+            .prepare(&db.sql.lease.try_lock)
             .await
             .map_err(backend)?;
         loop {
@@ -75,8 +87,14 @@ impl SessionLock {
             tokio::time::sleep(ACQUIRE_INTERVAL).await;
         }
         let client = Arc::new(client);
-        let keepalive = tokio::spawn(keep_alive(Arc::clone(&client), Arc::clone(&held)));
-        Ok(SessionLock {
+        let keepalive = tokio::spawn(keep_alive(
+            Arc::clone(&client),
+            Arc::clone(&held),
+            db.sql.lease.keepalive.clone(),
+        ));
+        Ok(PgLease {
+            holder,
+            key,
             client,
             held,
             connection: connection.0.take().expect("set above"),
@@ -89,6 +107,16 @@ impl SessionLock {
         self.held.load(Ordering::SeqCst) && !self.client.is_closed()
     }
 
+    /// What the lease is of, e.g. "relay `orders` shard 0/4".
+    pub(crate) fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// The advisory lock's name.
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
+
     /// The lock's connection: what runs on it cannot run once the lock is
     /// lost.
     pub(crate) fn client(&self) -> &tokio_postgres::Client {
@@ -96,7 +124,16 @@ impl SessionLock {
     }
 }
 
-impl Drop for SessionLock {
+impl fmt::Debug for PgLease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgLease")
+            .field("holder", &self.holder)
+            .field("held", &self.holds())
+            .finish()
+    }
+}
+
+impl Drop for PgLease {
     fn drop(&mut self) {
         // Dropping the connection's task closes its socket, which ends the
         // session and with it the lock.
@@ -117,13 +154,13 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Marks the lock lost when its session stops answering.
-async fn keep_alive(client: Arc<tokio_postgres::Client>, held: Arc<AtomicBool>) {
+/// Marks the lock lost when its session stops answering `keepalive`.
+async fn keep_alive(client: Arc<tokio_postgres::Client>, held: Arc<AtomicBool>, keepalive: String) {
     let mut ticks = tokio::time::interval(KEEPALIVE_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let answered = tokio::time::timeout(KEEPALIVE_TIMEOUT, client.simple_query("SELECT 1"))
+        let answered = tokio::time::timeout(KEEPALIVE_TIMEOUT, client.simple_query(&keepalive))
             .await
             .is_ok_and(|result| result.is_ok());
         if !answered {

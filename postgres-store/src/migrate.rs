@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::schema::SchemaName;
+use crate::statements::MigrationStatements;
 use crate::{Error, Result};
 
 struct Migration {
@@ -86,31 +87,19 @@ pub struct MigrationReport {
 /// ```
 pub async fn migrate(client: &mut tokio_postgres::Client, schema: &str) -> Result<MigrationReport> {
     let schema = SchemaName::new(schema)?;
+    let sql = MigrationStatements::new(&schema);
     let transaction = client.transaction().await?;
     let lock_key = format!("annals.migrate.{}", schema.as_str());
-    transaction
-        .execute(include_str!("../sql/migrate/lock.sql"), &[&lock_key])
-        .await?;
-    transaction
-        .batch_execute(&schema.render(include_str!("../sql/migrate/create_schema.sql")))
-        .await?;
-    transaction
-        .batch_execute(&schema.render(include_str!("../sql/migrate/create_version_table.sql")))
-        .await?;
+    transaction.execute(&sql.lock, &[&lock_key]).await?;
+    transaction.batch_execute(&sql.create_schema).await?;
+    transaction.batch_execute(&sql.create_version_table).await?;
     let mut recorded = BTreeMap::new();
-    for row in transaction
-        .query(
-            &schema.render(include_str!("../sql/migrate/applied.sql")),
-            &[],
-        )
-        .await?
-    {
+    for row in transaction.query(&sql.applied, &[]).await? {
         let version: i32 = row.try_get(0)?;
         let name: String = row.try_get(1)?;
         let checksum: i64 = row.try_get(2)?;
         recorded.insert(version, (name, checksum));
     }
-    let record = schema.render(include_str!("../sql/migrate/record.sql"));
     let mut applied = Vec::new();
     for migration in MIGRATIONS {
         let version = i32::try_from(migration.version).expect("migration versions are small");
@@ -126,7 +115,7 @@ pub async fn migrate(client: &mut tokio_postgres::Client, schema: &str) -> Resul
             continue;
         }
         transaction
-            .batch_execute(&schema.render(migration.sql))
+            .batch_execute(&schema.fill(migration.sql))
             .await
             .map_err(|source| Error::Migration {
                 version: migration.version,
@@ -134,7 +123,7 @@ pub async fn migrate(client: &mut tokio_postgres::Client, schema: &str) -> Resul
                 source,
             })?;
         transaction
-            .execute(&record, &[&version, &migration.name, &checksum])
+            .execute(&sql.record, &[&version, &migration.name, &checksum])
             .await?;
         applied.push(migration.version);
     }

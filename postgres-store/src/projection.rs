@@ -13,13 +13,12 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use crate::PgEventStore;
+use crate::database::Database;
 use crate::error::{backend, corrupt};
-use crate::lease::SessionLock;
-use crate::schema::SchemaName;
-use crate::store::rows;
+use crate::lease::PgLease;
 use crate::tx::PgTx;
-use crate::types::{JsonText, Xid8, rest_of_metadata};
+use crate::types::{JsonText, position_params, rest_of_metadata};
+use crate::{PgEventStore, rows};
 
 /// The [`ProjectionBackend`] of read models kept in PostgreSQL, beside a
 /// [`PgEventStore`]: its schema's `checkpoints`, `projection_parked` and
@@ -98,50 +97,15 @@ use crate::types::{JsonText, Xid8, rest_of_metadata};
 /// ```
 #[derive(Clone)]
 pub struct PgProjectionBackend {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    store: PgEventStore,
-    schema: SchemaName,
-    sql: Statements,
-}
-
-/// The statements of `sql/projection/`, rendered for the store's schema.
-struct Statements {
-    move_checkpoint: String,
-    create_checkpoint: String,
-    park: String,
-    parked: String,
-    unpark: String,
-    serving: String,
-    promote: String,
-    reset: String,
+    db: Arc<Database>,
 }
 
 impl PgProjectionBackend {
     /// The backend in `store`'s schema, sharing its pool. The tables are
     /// created by the store's migrations.
     pub fn new(store: &PgEventStore) -> Self {
-        let schema =
-            SchemaName::new(store.schema()).expect("a connected store's schema name was validated");
-        let sql = Statements {
-            move_checkpoint: schema.render(include_str!("../sql/projection/move_checkpoint.sql")),
-            create_checkpoint: schema
-                .render(include_str!("../sql/projection/create_checkpoint.sql")),
-            park: schema.render(include_str!("../sql/projection/park.sql")),
-            parked: schema.render(include_str!("../sql/projection/parked.sql")),
-            unpark: schema.render(include_str!("../sql/projection/unpark.sql")),
-            serving: schema.render(include_str!("../sql/projection/serving.sql")),
-            promote: schema.render(include_str!("../sql/projection/promote.sql")),
-            reset: schema.render(include_str!("../sql/projection/reset.sql")),
-        };
         PgProjectionBackend {
-            inner: Arc::new(Inner {
-                store: store.clone(),
-                schema,
-                sql,
-            }),
+            db: Arc::clone(store.database()),
         }
     }
 }
@@ -149,27 +113,7 @@ impl PgProjectionBackend {
 impl fmt::Debug for PgProjectionBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgProjectionBackend")
-            .field("schema", &self.inner.schema.as_str())
-            .finish()
-    }
-}
-
-/// Proof that a runner is the active one of a projection version: a session
-/// advisory lock on a connection of its own, outside the pool. Dropping it
-/// closes the connection and lets a waiting runner take over; so does a
-/// session that dies.
-pub struct PgProjectionLease {
-    lock: SessionLock,
-    name: String,
-    version: u32,
-}
-
-impl fmt::Debug for PgProjectionLease {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PgProjectionLease")
-            .field("projection", &self.name)
-            .field("version", &self.version)
-            .field("held", &self.lock.holds())
+            .field("schema", &self.db.schema.as_str())
             .finish()
     }
 }
@@ -177,15 +121,6 @@ impl fmt::Debug for PgProjectionLease {
 /// The projection's row in the checkpoints table.
 fn checkpoint_name(name: &str, version: u32) -> String {
     format!("projection:{name}:v{version}")
-}
-
-/// A position as the `(tx_id, position)` statement parameters. Positions
-/// come from `bigint` columns, so the sequence always fits.
-fn position_params(position: GlobalPosition) -> (Xid8, i64) {
-    (
-        Xid8(position.commit),
-        i64::try_from(position.sequence).unwrap_or(i64::MAX),
-    )
 }
 
 /// A parked event from a row of `sql/projection/parked.sql`.
@@ -206,38 +141,31 @@ fn parked_event(row: &Row, name: &str, version: u32) -> Result<ParkedEvent, Erro
 
 impl ProjectionBackend for PgProjectionBackend {
     type Tx = PgTx;
-    type Lease = PgProjectionLease;
+    type Lease = PgLease;
 
     fn atomic_batches(&self) -> bool {
         true
     }
 
-    async fn acquire(&self, name: &str, version: u32) -> Result<PgProjectionLease, Error> {
+    async fn acquire(&self, name: &str, version: u32) -> Result<PgLease, Error> {
         // Per version: a new version rebuilds while the old one serves.
         let key = format!(
             "annals.projection.{}.{name}.v{version}",
-            self.inner.schema.as_str()
+            self.db.schema.as_str()
         );
-        Ok(PgProjectionLease {
-            lock: self.inner.store.session_lock(&key).await?,
-            name: name.to_owned(),
-            version,
-        })
+        PgLease::acquire(&self.db, key, format!("projection `{name}` v{version}")).await
     }
 
-    fn is_held(&self, lease: &PgProjectionLease) -> bool {
-        lease.lock.holds()
+    fn is_held(&self, lease: &PgLease) -> bool {
+        lease.holds()
     }
 
     async fn checkpoint(&self, name: &str, version: u32) -> Result<Option<GlobalPosition>, Error> {
-        self.inner
-            .store
-            .named_checkpoint(&checkpoint_name(name, version))
-            .await
+        self.db.checkpoint(&checkpoint_name(name, version)).await
     }
 
     async fn begin(&self, _name: &str, _version: u32) -> Result<PgTx, Error> {
-        PgTx::begin(self.inner.store.pool()).await
+        PgTx::begin(&self.db.pool).await
     }
 
     async fn commit(
@@ -251,7 +179,9 @@ impl ProjectionBackend for PgProjectionBackend {
         let checkpoint = checkpoint_name(name, version);
         let (from_commit, from_sequence) = position_params(from);
         let (to_commit, to_sequence) = position_params(to);
-        let statement = tx.prepare_cached(&self.inner.sql.move_checkpoint).await?;
+        let statement = tx
+            .prepare_cached(&self.db.sql.projection.move_checkpoint)
+            .await?;
         let mut moved = tx
             .execute(
                 &statement,
@@ -265,7 +195,9 @@ impl ProjectionBackend for PgProjectionBackend {
             )
             .await?;
         if moved == 0 && from == GlobalPosition::START {
-            let statement = tx.prepare_cached(&self.inner.sql.create_checkpoint).await?;
+            let statement = tx
+                .prepare_cached(&self.db.sql.projection.create_checkpoint)
+                .await?;
             moved = tx
                 .execute(&statement, &[&checkpoint, &to_commit, &to_sequence])
                 .await?;
@@ -290,9 +222,9 @@ impl ProjectionBackend for PgProjectionBackend {
     }
 
     async fn serving(&self, name: &str) -> Result<Option<u32>, Error> {
-        let client = self.client().await?;
+        let client = self.db.client().await?;
         let statement = client
-            .prepare_cached(&self.inner.sql.serving)
+            .prepare_cached(&self.db.sql.projection.serving)
             .await
             .map_err(backend)?;
         let Some(row) = client
@@ -309,7 +241,7 @@ impl ProjectionBackend for PgProjectionBackend {
     }
 
     async fn promote(&self, tx: PgTx, name: &str, version: u32) -> Result<bool, Error> {
-        let statement = tx.prepare_cached(&self.inner.sql.promote).await?;
+        let statement = tx.prepare_cached(&self.db.sql.projection.promote).await?;
         let promoted = tx
             .execute(&statement, &[&name, &i64::from(version)])
             .await?;
@@ -318,7 +250,7 @@ impl ProjectionBackend for PgProjectionBackend {
     }
 
     async fn reset(&self, tx: PgTx, name: &str, version: u32) -> Result<(), Error> {
-        let statement = tx.prepare_cached(&self.inner.sql.reset).await?;
+        let statement = tx.prepare_cached(&self.db.sql.projection.reset).await?;
         tx.execute(
             &statement,
             &[&checkpoint_name(name, version), &name, &i64::from(version)],
@@ -365,9 +297,9 @@ impl ProjectionBackend for PgProjectionBackend {
             &attempts,
             &parked.parked_at,
         ];
-        let client = self.client().await?;
+        let client = self.db.client().await?;
         let statement = client
-            .prepare_cached(&self.inner.sql.park)
+            .prepare_cached(&self.db.sql.projection.park)
             .await
             .map_err(backend)?;
         client.execute(&statement, &params).await.map_err(backend)?;
@@ -375,9 +307,9 @@ impl ProjectionBackend for PgProjectionBackend {
     }
 
     async fn parked(&self, name: &str, version: u32) -> Result<Vec<ParkedEvent>, Error> {
-        let client = self.client().await?;
+        let client = self.db.client().await?;
         let statement = client
-            .prepare_cached(&self.inner.sql.parked)
+            .prepare_cached(&self.db.sql.projection.parked)
             .await
             .map_err(backend)?;
         let rows = client
@@ -396,20 +328,9 @@ impl ProjectionBackend for PgProjectionBackend {
         version: u32,
         event_id: Uuid,
     ) -> Result<(), Error> {
-        let statement = tx.prepare_cached(&self.inner.sql.unpark).await?;
+        let statement = tx.prepare_cached(&self.db.sql.projection.unpark).await?;
         tx.execute(&statement, &[&name, &i64::from(version), &event_id])
             .await?;
         Ok(())
-    }
-}
-
-impl PgProjectionBackend {
-    async fn client(&self) -> Result<deadpool_postgres::Object, Error> {
-        self.inner
-            .store
-            .pool()
-            .get()
-            .await
-            .map_err(crate::error::pool)
     }
 }

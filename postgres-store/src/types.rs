@@ -1,9 +1,10 @@
-//! How values cross the wire: transaction ids, JSON text and metadata.
+//! How values cross the wire: transaction ids, positions, JSON text and
+//! metadata.
 
 use std::collections::BTreeMap;
 use std::error::Error as StdError;
 
-use annals::Metadata;
+use annals::{GlobalPosition, Metadata};
 use bytes::{BufMut, BytesMut};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
@@ -53,6 +54,17 @@ impl<'a> FromSql<'a> for Xid8 {
     fn accepts(ty: &Type) -> bool {
         *ty == Type::XID8
     }
+}
+
+/// `u64` positions and versions as the `bigint` columns hold them: values
+/// past `i64::MAX` cannot be stored, so they read as "after everything".
+pub(crate) fn bigint(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A position as the statement parameters `(tx_id, position)`.
+pub(crate) fn position_params(position: GlobalPosition) -> (Xid8, i64) {
+    (Xid8(position.commit), bigint(position.sequence))
 }
 
 /// JSON text written to a `jsonb` (or `json`) parameter as it is, and read

@@ -24,7 +24,7 @@ async fn broker_restarts_lose_and_duplicate_nothing<S: RelayStore>(store: S) {
     let topic = unique_topic("relay-restart");
     create_topic(&brokers, &topic, 4).await;
     let name = unique_name("restart");
-    let relay = relay(store.clone(), &brokers, &name)
+    let relay = relay(store.outbox(), &brokers, &name)
         .shards(2)
         .start()
         .unwrap();
@@ -45,7 +45,7 @@ async fn broker_restarts_lose_and_duplicate_nothing<S: RelayStore>(store: S) {
         published = relay.status().published() + 500;
     }
     let written = writing.await.unwrap();
-    wait_until_drained(&store, &name, 2, Duration::from_secs(60)).await;
+    wait_until_drained(&store.outbox(), &name, 2, Duration::from_secs(60)).await;
     let status = relay.stop().await;
     assert_exactly_once_in_order(&brokers, &topic, &name, 2, &written).await;
     assert!(

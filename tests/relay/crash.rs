@@ -24,7 +24,7 @@ async fn twenty_kills_in_twenty_thousand_messages<S: RelayStore>(store: S) {
     create_topic(brokers(), &topic, 4).await;
     let name = unique_name("crash");
     let start = || {
-        relay(store.clone(), brokers(), &name)
+        relay(store.outbox(), brokers(), &name)
             .shards(2)
             .start()
             .unwrap()
@@ -55,7 +55,7 @@ async fn twenty_kills_in_twenty_thousand_messages<S: RelayStore>(store: S) {
         relay = start();
     }
     let written = writing.await.unwrap();
-    wait_until_drained(&store, &name, 2, Duration::from_secs(60)).await;
+    wait_until_drained(&store.outbox(), &name, 2, Duration::from_secs(60)).await;
     let last = relay.stop().await;
     let published = assert_exactly_once_in_order(brokers(), &topic, &name, 2, &written).await;
     assert_eq!(published.records, MESSAGES);

@@ -17,7 +17,7 @@ async fn standby_takes_over_when_the_leader_dies<S: RelayStore>(store: S) {
     let topic = unique_topic("relay-failover");
     create_topic(brokers(), &topic, 4).await;
     let name = unique_name("failover");
-    let leader = relay(store.clone(), brokers(), &name)
+    let leader = relay(store.outbox(), brokers(), &name)
         .shards(2)
         .start()
         .unwrap();
@@ -33,7 +33,7 @@ async fn standby_takes_over_when_the_leader_dies<S: RelayStore>(store: S) {
         },
     )
     .await;
-    let standby = relay(store.clone(), brokers(), &name)
+    let standby = relay(store.outbox(), brokers(), &name)
         .shards(2)
         .start()
         .unwrap();
@@ -68,7 +68,7 @@ async fn standby_takes_over_when_the_leader_dies<S: RelayStore>(store: S) {
     )
     .await;
     let written = writing.await.unwrap();
-    wait_until_drained(&store, &name, 2, Duration::from_secs(60)).await;
+    wait_until_drained(&store.outbox(), &name, 2, Duration::from_secs(60)).await;
     standby.stop().await;
     assert_exactly_once_in_order(brokers(), &topic, &name, 2, &written).await;
 }

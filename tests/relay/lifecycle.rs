@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use annals::{GlobalPosition, OutboxShard};
+use annals::{GlobalPosition, OutboxShard, OutboxSource};
 use annals_kafka::ShardRole;
 use annals_tests::kafka::{brokers, create_topic, unique_topic};
 use annals_tests::wait::eventually;
@@ -23,7 +23,7 @@ async fn stop_flushes_and_the_next_relay_continues<S: RelayStore>(store: S) {
     let name = unique_name("stop");
     let writer = Writer::new(store.clone(), &topic, 50);
     let mut written = writer.write(20_000, 4, None).await;
-    let first = relay(store.clone(), brokers(), &name)
+    let first = relay(store.outbox(), brokers(), &name)
         .shards(2)
         .batch_size(200)
         .start()
@@ -39,15 +39,15 @@ async fn stop_flushes_and_the_next_relay_continues<S: RelayStore>(store: S) {
     for shard in &stopped.shards {
         assert_eq!(shard.role, ShardRole::Stopped);
         assert_eq!(shard.checkpoint, shard.last_published, "{stopped:#?}");
-        let saved = store.checkpoint(&name, shard.shard).await.unwrap();
+        let saved = store.outbox().checkpoint(&name, shard.shard).await.unwrap();
         assert_eq!(saved, shard.checkpoint);
     }
     written.extend(writer.write(1_000, 4, None).await);
-    let second = relay(store.clone(), brokers(), &name)
+    let second = relay(store.outbox(), brokers(), &name)
         .shards(2)
         .start()
         .unwrap();
-    wait_until_drained(&store, &name, 2, Duration::from_secs(60)).await;
+    wait_until_drained(&store.outbox(), &name, 2, Duration::from_secs(60)).await;
     let continued = second.stop().await;
     assert_eq!(stopped.published() + continued.published(), 21_000);
     let skipped: u64 = continued.shards.iter().map(|shard| shard.skipped).sum();
@@ -62,7 +62,7 @@ async fn status_reports_backlog_lag_and_progress<S: RelayStore>(store: S) {
     let topic = unique_topic("relay-status");
     create_topic(brokers(), &topic, 2).await;
     let name = unique_name("status");
-    let flaky = FlakySource::new(store.clone());
+    let flaky = FlakySource::new(store.outbox());
     let relay = relay(flaky.clone(), brokers(), &name).start().unwrap();
     wait_for_status(
         &relay,
@@ -96,14 +96,18 @@ async fn status_reports_backlog_lag_and_progress<S: RelayStore>(store: S) {
         |status| status.backlog() == 0 && status.lag().is_zero() && status.published() == 500,
     )
     .await;
-    wait_until_drained(&store, &name, 1, Duration::from_secs(10)).await;
+    wait_until_drained(&store.outbox(), &name, 1, Duration::from_secs(10)).await;
     let status = relay.stop().await;
     let shard = &status.shards[0];
     assert_eq!(shard.shard, OutboxShard::ALL);
     assert_eq!(shard.checkpoint, shard.last_published);
     assert_eq!(
         shard.checkpoint,
-        store.checkpoint(&name, OutboxShard::ALL).await.unwrap()
+        store
+            .outbox()
+            .checkpoint(&name, OutboxShard::ALL)
+            .await
+            .unwrap()
     );
     assert_exactly_once_in_order(brokers(), &topic, &name, 1, &written).await;
 }
@@ -118,7 +122,7 @@ async fn a_drained_backlog_is_checkpointed_and_pruned_at_once<S: RelayStore>(sto
     let written = Writer::new(store.clone(), &topic, 20)
         .write(3_000, 2, None)
         .await;
-    let relay = relay(store.clone(), brokers(), &name)
+    let relay = relay(store.outbox(), brokers(), &name)
         .batch_size(500)
         .prune_batch(500)
         .checkpoint_interval(Duration::from_secs(3_600))
@@ -145,7 +149,10 @@ async fn a_drained_backlog_is_checkpointed_and_pruned_at_once<S: RelayStore>(sto
         Duration::from_secs(10),
         "the published records are pruned",
         || async {
-            let left = store.backlog(OutboxShard::ALL, GlobalPosition::START).await;
+            let left = store
+                .outbox()
+                .backlog(OutboxShard::ALL, GlobalPosition::START)
+                .await;
             left.unwrap().messages == 0
         },
     )

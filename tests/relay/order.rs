@@ -19,14 +19,14 @@ async fn concurrent_aggregates_arrive_in_order<S: RelayStore>(store: S) {
     let topic = unique_topic("relay-order");
     create_topic(brokers(), &topic, 6).await;
     let name = unique_name("order");
-    let relay = relay(store.clone(), brokers(), &name)
+    let relay = relay(store.outbox(), brokers(), &name)
         .shards(3)
         .start()
         .unwrap();
     let written = Writer::new(store.clone(), &topic, 200)
         .write(4_000, 8, None)
         .await;
-    wait_until_drained(&store, &name, 3, Duration::from_secs(60)).await;
+    wait_until_drained(&store.outbox(), &name, 3, Duration::from_secs(60)).await;
     let status = relay.status();
     relay.stop().await;
     let published = assert_exactly_once_in_order(brokers(), &topic, &name, 3, &written).await;

@@ -16,7 +16,7 @@ async fn store_outages_are_ridden_out<S: RelayStore>(store: S) {
     let topic = unique_topic("relay-outage");
     create_topic(brokers(), &topic, 3).await;
     let name = unique_name("outage");
-    let flaky = FlakySource::new(store.clone());
+    let flaky = FlakySource::new(store.outbox());
     let relay = relay(flaky.clone(), brokers(), &name)
         .shards(2)
         .start()
@@ -42,7 +42,7 @@ async fn store_outages_are_ridden_out<S: RelayStore>(store: S) {
         flaky.set_down(false);
     }
     let written = writing.await.unwrap();
-    wait_until_drained(&store, &name, 2, Duration::from_secs(60)).await;
+    wait_until_drained(&store.outbox(), &name, 2, Duration::from_secs(60)).await;
     let status = relay.stop().await;
     assert_exactly_once_in_order(brokers(), &topic, &name, 2, &written).await;
     assert_eq!(status.published(), 3_000, "{status:#?}");

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use annals::Payload;
+use annals::{OutboxSource, Payload};
 use annals_tests::kafka::{brokers, create_topic, unique_topic};
 
 use crate::common::{
@@ -23,10 +23,10 @@ async fn oversized_record_is_parked<S: RelayStore>(store: S) {
     let huge = Payload::encode(&"x".repeat(1_020_000)).unwrap();
     let refused = writer.append_next(3, Some(huge)).await;
     written.extend(writer.write(50, 1, None).await);
-    let relay = relay(store.clone(), brokers(), &name).start().unwrap();
-    wait_until_drained(&store, &name, 1, Duration::from_secs(30)).await;
+    let relay = relay(store.outbox(), brokers(), &name).start().unwrap();
+    wait_until_drained(&store.outbox(), &name, 1, Duration::from_secs(30)).await;
     let status = relay.stop().await;
-    let parked = store.parked(&name).await.unwrap();
+    let parked = store.outbox().parked(&name).await.unwrap();
     assert_eq!(parked.len(), 1, "{parked:?}");
     let (record, reason) = &parked[0];
     assert_eq!(record.message.message_id, refused.message_id);
@@ -52,13 +52,13 @@ async fn unknown_topic_is_parked_when_auto_creation_is_off<S: RelayStore>(store:
     }
     written.extend(writer.write(20, 1, None).await);
     let kafka = kafka_config(brokers()).with("allow.auto.create.topics", "false");
-    let relay = relay_with(store.clone(), kafka, &name)
+    let relay = relay_with(store.outbox(), kafka, &name)
         .unknown_topic_timeout(Duration::from_secs(1))
         .start()
         .unwrap();
-    wait_until_drained(&store, &name, 1, Duration::from_secs(30)).await;
+    wait_until_drained(&store.outbox(), &name, 1, Duration::from_secs(30)).await;
     let status = relay.stop().await;
-    let parked = store.parked(&name).await.unwrap();
+    let parked = store.outbox().parked(&name).await.unwrap();
     let parked_ids: Vec<_> = parked
         .iter()
         .map(|(record, _)| record.message.message_id)

@@ -25,7 +25,7 @@ async fn a_silent_broker_ends_the_session_before_records_time_out<S: RelayStore>
     let topic = unique_topic("relay-stall");
     cluster.create_topic(&topic, 3, 1).expect("the topic");
     let name = unique_name("stall");
-    let relay = relay(store.clone(), &brokers, &name).start().unwrap();
+    let relay = relay(store.outbox(), &brokers, &name).start().unwrap();
     let writing = Writer::new(store.clone(), &topic, 50).spawn(2_000, 2, Some(300.0));
     wait_for_status(
         &relay,
@@ -57,7 +57,7 @@ async fn a_silent_broker_ends_the_session_before_records_time_out<S: RelayStore>
         .expect("prompt answers");
 
     let written = writing.await.unwrap();
-    wait_until_drained(&store, &name, 1, Duration::from_secs(60)).await;
+    wait_until_drained(&store.outbox(), &name, 1, Duration::from_secs(60)).await;
     let status = relay.stop().await;
     assert_exactly_once_in_order(&brokers, &topic, &name, 1, &written).await;
     // What the abandoned session had in flight landed, late: recovery found

@@ -29,7 +29,7 @@ async fn transactional_mode_publishes_in_order<S: RelayStore>(store: S) {
     let topic = unique_topic("relay-transactional");
     create_topic(brokers(), &topic, 3).await;
     let name = unique_name("transactional");
-    let relay = relay(store.clone(), brokers(), &name)
+    let relay = relay(store.outbox(), brokers(), &name)
         .shards(2)
         .transactional(true)
         .start()
@@ -37,7 +37,7 @@ async fn transactional_mode_publishes_in_order<S: RelayStore>(store: S) {
     let written = Writer::new(store.clone(), &topic, 100)
         .write(3_000, 4, None)
         .await;
-    wait_until_drained(&store, &name, 2, Duration::from_secs(60)).await;
+    wait_until_drained(&store.outbox(), &name, 2, Duration::from_secs(60)).await;
     let status = relay.stop().await;
     assert_eq!(status.published(), 3_000, "{status:#?}");
     assert_exactly_once_in_order(brokers(), &topic, &name, 2, &written).await;

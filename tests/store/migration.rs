@@ -2,7 +2,7 @@
 //! schema names.
 
 use annals::OutboxReader;
-use annals_postgres::{Error, PgEventStore, migrate};
+use annals_postgres::{Error, PgEventStore, PgOutbox, migrate};
 
 use crate::common::{Schema, connect, database_url};
 
@@ -151,7 +151,7 @@ async fn the_relay_migration_fills_the_shard_of_stored_messages() {
     let store = PgEventStore::connect(schema.config()).await.unwrap();
     let mut relayed = 0;
     for shard in annals::OutboxShard::split(3).unwrap() {
-        for record in store
+        for record in PgOutbox::new(&store)
             .read_outbox(shard, annals::GlobalPosition::START, 100)
             .await
             .unwrap()
@@ -210,7 +210,7 @@ async fn the_outbox_json_migration_keeps_stored_messages() {
     let report = migrate(&mut client, name).await.unwrap();
     assert_eq!(report.applied, [6]);
     let store = PgEventStore::connect(schema.config()).await.unwrap();
-    let records = store
+    let records = PgOutbox::new(&store)
         .read_outbox(annals::OutboxShard::ALL, annals::GlobalPosition::START, 100)
         .await
         .unwrap();

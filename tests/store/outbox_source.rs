@@ -11,6 +11,8 @@ use annals::{
     OutboxRecord, OutboxShard, OutboxSource, Payload, StreamId,
 };
 
+use annals_postgres::PgOutbox;
+
 use crate::common::{TestStore, connect, database_url, eventually, fresh_store};
 
 /// Keys spread over the shards, non-ASCII ones among them (the hash is of
@@ -42,14 +44,14 @@ async fn write(store: &TestStore, keys: &[String]) {
 }
 
 async fn everything(store: &TestStore) -> Vec<OutboxRecord> {
-    store
+    PgOutbox::new(store)
         .read_outbox(OutboxShard::ALL, GlobalPosition::START, 10_000)
         .await
         .unwrap()
 }
 
 async fn shard_records(store: &TestStore, shard: OutboxShard) -> Vec<OutboxRecord> {
-    store
+    PgOutbox::new(store)
         .read_outbox(shard, GlobalPosition::START, 10_000)
         .await
         .unwrap()
@@ -81,7 +83,7 @@ async fn postgres_shards_partition_the_outbox() {
             "shard {shard} reads in position order"
         );
         // Paging after a record of the shard goes on where it stopped.
-        let rest = store
+        let rest = PgOutbox::new(&store)
             .read_outbox(shard, records[0].position, 10_000)
             .await
             .unwrap();
@@ -111,39 +113,60 @@ async fn postgres_checkpoints_round_trip_and_never_go_back() {
     write(&store, &keys()[..3]).await;
     let all = everything(&store).await;
     let shard = OutboxShard::new(1, 2).unwrap();
-    let lease = store.acquire("relay", shard).await.unwrap();
-    assert_eq!(store.checkpoint("relay", shard).await.unwrap(), None);
+    let lease = PgOutbox::new(&store).acquire("relay", shard).await.unwrap();
+    assert_eq!(
+        PgOutbox::new(&store)
+            .checkpoint("relay", shard)
+            .await
+            .unwrap(),
+        None
+    );
 
-    store
+    PgOutbox::new(&store)
         .save_checkpoint(&lease, "relay", shard, all[1].position)
         .await
         .unwrap();
     assert_eq!(
-        store.checkpoint("relay", shard).await.unwrap(),
+        PgOutbox::new(&store)
+            .checkpoint("relay", shard)
+            .await
+            .unwrap(),
         Some(all[1].position)
     );
-    store
+    PgOutbox::new(&store)
         .save_checkpoint(&lease, "relay", shard, all[0].position)
         .await
         .unwrap();
     assert_eq!(
-        store.checkpoint("relay", shard).await.unwrap(),
+        PgOutbox::new(&store)
+            .checkpoint("relay", shard)
+            .await
+            .unwrap(),
         Some(all[1].position),
         "a late save does not move the checkpoint back"
     );
-    store
+    PgOutbox::new(&store)
         .save_checkpoint(&lease, "relay", shard, all[2].position)
         .await
         .unwrap();
     assert_eq!(
-        store.checkpoint("relay", shard).await.unwrap(),
+        PgOutbox::new(&store)
+            .checkpoint("relay", shard)
+            .await
+            .unwrap(),
         Some(all[2].position)
     );
 
     // Checkpoints are per relay and per shard (of a given count).
-    assert_eq!(store.checkpoint("other", shard).await.unwrap(), None);
     assert_eq!(
-        store
+        PgOutbox::new(&store)
+            .checkpoint("other", shard)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        PgOutbox::new(&store)
             .checkpoint("relay", OutboxShard::new(1, 3).unwrap())
             .await
             .unwrap(),
@@ -154,31 +177,38 @@ async fn postgres_checkpoints_round_trip_and_never_go_back() {
 #[tokio::test]
 async fn postgres_one_lease_per_shard_and_relay() {
     let store = fresh_store().await;
-    let lease = store.acquire("relay", OutboxShard::ALL).await.unwrap();
+    let lease = PgOutbox::new(&store)
+        .acquire("relay", OutboxShard::ALL)
+        .await
+        .unwrap();
     let waiting = {
         let store = store.clone();
-        tokio::spawn(async move { store.acquire("relay", OutboxShard::ALL).await })
+        tokio::spawn(async move {
+            PgOutbox::new(&store)
+                .acquire("relay", OutboxShard::ALL)
+                .await
+        })
     };
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(!waiting.is_finished(), "the second relay waits");
-    let other_relay = store
+    let other_relay = PgOutbox::new(&store)
         .acquire("other-relay", OutboxShard::ALL)
         .await
         .unwrap();
-    let other_shard = store
+    let other_shard = PgOutbox::new(&store)
         .acquire("relay", OutboxShard::new(0, 2).unwrap())
         .await
         .unwrap();
-    assert!(store.is_held(&lease));
+    assert!(PgOutbox::new(&store).is_held(&lease));
     drop(lease);
     let taken_over = tokio::time::timeout(Duration::from_secs(5), waiting)
         .await
         .expect("the waiting relay takes over once the lease is dropped")
         .unwrap()
         .unwrap();
-    assert!(store.is_held(&taken_over));
-    assert!(store.is_held(&other_relay));
-    assert!(store.is_held(&other_shard));
+    assert!(PgOutbox::new(&store).is_held(&taken_over));
+    assert!(PgOutbox::new(&store).is_held(&other_relay));
+    assert!(PgOutbox::new(&store).is_held(&other_shard));
 }
 
 #[tokio::test]
@@ -187,8 +217,8 @@ async fn postgres_a_lease_whose_session_dies_is_lost_and_fenced() {
     write(&store, &keys()[..2]).await;
     let all = everything(&store).await;
     let shard = OutboxShard::ALL;
-    let lease = store.acquire("relay", shard).await.unwrap();
-    store
+    let lease = PgOutbox::new(&store).acquire("relay", shard).await.unwrap();
+    PgOutbox::new(&store)
         .save_checkpoint(&lease, "relay", shard, all[0].position)
         .await
         .unwrap();
@@ -210,26 +240,32 @@ async fn postgres_a_lease_whose_session_dies_is_lost_and_fenced() {
         .unwrap();
 
     eventually(Duration::from_secs(5), "the lease is lost", || async {
-        !store.is_held(&lease)
+        !PgOutbox::new(&store).is_held(&lease)
     })
     .await;
-    let error = store
+    let error = PgOutbox::new(&store)
         .save_checkpoint(&lease, "relay", shard, all[1].position)
         .await
         .unwrap_err();
     assert!(error.is_lease_lost(), "{error:?}");
     assert!(!error.is_retriable());
     assert_eq!(
-        store.checkpoint("relay", shard).await.unwrap(),
+        PgOutbox::new(&store)
+            .checkpoint("relay", shard)
+            .await
+            .unwrap(),
         Some(all[0].position),
         "nothing written with the lost lease"
     );
     // The lock died with the session: a standby gets the shard at once.
-    let standby = tokio::time::timeout(Duration::from_secs(5), store.acquire("relay", shard))
-        .await
-        .expect("the shard is free")
-        .unwrap();
-    assert!(store.is_held(&standby));
+    let standby = tokio::time::timeout(
+        Duration::from_secs(5),
+        PgOutbox::new(&store).acquire("relay", shard),
+    )
+    .await
+    .expect("the shard is free")
+    .unwrap();
+    assert!(PgOutbox::new(&store).is_held(&standby));
 }
 
 #[tokio::test]
@@ -241,22 +277,46 @@ async fn postgres_prune_deletes_the_shard_up_to_the_limit() {
     let kept_shard = shard_records(&store, shards[1]).await;
     let through = pruned_shard[pruned_shard.len() - 2].position;
 
-    assert_eq!(store.prune(shards[0], through, 0).await.unwrap(), 0);
-    assert_eq!(store.prune(shards[0], through, 3).await.unwrap(), 3);
+    assert_eq!(
+        PgOutbox::new(&store)
+            .prune(shards[0], through, 0)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        PgOutbox::new(&store)
+            .prune(shards[0], through, 3)
+            .await
+            .unwrap(),
+        3
+    );
     assert_eq!(
         shard_records(&store, shards[0]).await,
         pruned_shard[3..],
         "the oldest go first"
     );
     let rest = (pruned_shard.len() - 1 - 3) as u64;
-    assert_eq!(store.prune(shards[0], through, 1_000).await.unwrap(), rest);
+    assert_eq!(
+        PgOutbox::new(&store)
+            .prune(shards[0], through, 1_000)
+            .await
+            .unwrap(),
+        rest
+    );
     assert_eq!(
         shard_records(&store, shards[0]).await,
         pruned_shard[pruned_shard.len() - 1..],
         "nothing after `through` goes"
     );
     assert_eq!(shard_records(&store, shards[1]).await, kept_shard);
-    assert_eq!(store.prune(shards[0], through, 1_000).await.unwrap(), 0);
+    assert_eq!(
+        PgOutbox::new(&store)
+            .prune(shards[0], through, 1_000)
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -264,22 +324,34 @@ async fn postgres_parked_records_come_back_oldest_first() {
     let store = fresh_store().await;
     write(&store, &keys()[..3]).await;
     let all = everything(&store).await;
-    assert!(store.parked("relay").await.unwrap().is_empty());
-    store
+    assert!(
+        PgOutbox::new(&store)
+            .parked("relay")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    PgOutbox::new(&store)
         .park("relay", &all[2], "message too large")
         .await
         .unwrap();
-    store.park("other", &all[1], "unknown topic").await.unwrap();
-    store.park("relay", &all[0], "unknown topic").await.unwrap();
+    PgOutbox::new(&store)
+        .park("other", &all[1], "unknown topic")
+        .await
+        .unwrap();
+    PgOutbox::new(&store)
+        .park("relay", &all[0], "unknown topic")
+        .await
+        .unwrap();
     assert_eq!(
-        store.parked("relay").await.unwrap(),
+        PgOutbox::new(&store).parked("relay").await.unwrap(),
         vec![
             (all[2].clone(), "message too large".to_owned()),
             (all[0].clone(), "unknown topic".to_owned()),
         ]
     );
     assert_eq!(
-        store.parked("other").await.unwrap(),
+        PgOutbox::new(&store).parked("other").await.unwrap(),
         vec![(all[1].clone(), "unknown topic".to_owned())]
     );
 }
@@ -288,19 +360,28 @@ async fn postgres_parked_records_come_back_oldest_first() {
 async fn postgres_backlog_counts_the_shard_after_the_checkpoint() {
     let store = fresh_store().await;
     let shard = OutboxShard::new(0, 2).unwrap();
-    let empty = store.backlog(shard, GlobalPosition::START).await.unwrap();
+    let empty = PgOutbox::new(&store)
+        .backlog(shard, GlobalPosition::START)
+        .await
+        .unwrap();
     assert_eq!(empty.messages, 0);
     assert_eq!(empty.oldest, None);
 
     write(&store, &keys()).await;
     let records = shard_records(&store, shard).await;
-    let backlog = store.backlog(shard, GlobalPosition::START).await.unwrap();
+    let backlog = PgOutbox::new(&store)
+        .backlog(shard, GlobalPosition::START)
+        .await
+        .unwrap();
     assert_eq!(backlog.messages, records.len() as u64);
     assert_eq!(backlog.oldest, Some(records[0].recorded_at));
-    let after_first = store.backlog(shard, records[0].position).await.unwrap();
+    let after_first = PgOutbox::new(&store)
+        .backlog(shard, records[0].position)
+        .await
+        .unwrap();
     assert_eq!(after_first.messages, records.len() as u64 - 1);
     assert_eq!(after_first.oldest, Some(records[1].recorded_at));
-    let drained = store
+    let drained = PgOutbox::new(&store)
         .backlog(shard, records[records.len() - 1].position)
         .await
         .unwrap();
@@ -320,11 +401,14 @@ async fn postgres_shard_indexes_are_built_once_and_serve_the_shard_filter() {
         shards
     };
 
-    assert!(store.create_shard_indexes(0).await.is_err(), "no shards");
-    store.create_shard_indexes(1).await.unwrap();
-    store.create_shard_indexes(3).await.unwrap();
+    assert!(
+        PgOutbox::new(&store).create_shard_indexes(0).await.is_err(),
+        "no shards"
+    );
+    PgOutbox::new(&store).create_shard_indexes(1).await.unwrap();
+    PgOutbox::new(&store).create_shard_indexes(3).await.unwrap();
     // Again: nothing to do.
-    store.create_shard_indexes(3).await.unwrap();
+    PgOutbox::new(&store).create_shard_indexes(3).await.unwrap();
 
     let schema = store.schema().name().to_owned();
     let client = connect(database_url()).await.unwrap();
@@ -382,12 +466,21 @@ async fn postgres_shard_indexes_are_built_once_and_serve_the_shard_filter() {
     // Reads, the backlog and pruning keep to the shard as before.
     for (shard, records) in OutboxShard::split(3).unwrap().into_iter().zip(&before) {
         assert_eq!(&shard_records(&store, shard).await, records);
-        let backlog = store.backlog(shard, GlobalPosition::START).await.unwrap();
+        let backlog = PgOutbox::new(&store)
+            .backlog(shard, GlobalPosition::START)
+            .await
+            .unwrap();
         assert_eq!(backlog.messages, records.len() as u64);
     }
     let shard = OutboxShard::new(1, 3).unwrap();
     let through = before[1][1].position;
-    assert_eq!(store.prune(shard, through, 1_000).await.unwrap(), 2);
+    assert_eq!(
+        PgOutbox::new(&store)
+            .prune(shard, through, 1_000)
+            .await
+            .unwrap(),
+        2
+    );
     assert_eq!(shard_records(&store, shard).await, before[1][2..]);
     assert_eq!(
         shard_records(&store, OutboxShard::new(0, 3).unwrap()).await,

@@ -9,6 +9,7 @@ use annals::{
     AppendRequest, Error, EventStore, ExpectedVersion, FromSnapshot, GlobalPosition, NewSnapshot,
     Payload,
 };
+use annals_postgres::PgHorizon;
 use futures::StreamExt;
 
 use crate::common::{connect, database_url, eventually, fresh_store, fresh_store_with};
@@ -78,8 +79,20 @@ async fn the_oldest_blocking_transaction_is_reported() {
         .await
         .unwrap();
     let pid: i32 = row.get(0);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let blocking = store
+    let horizon = PgHorizon::new(&store);
+    eventually(
+        Duration::from_secs(10),
+        "the held transaction is a second old",
+        || async {
+            horizon
+                .oldest_blocking_transaction()
+                .await
+                .unwrap()
+                .is_some_and(|blocking| blocking.age >= Duration::from_secs(1))
+        },
+    )
+    .await;
+    let blocking = horizon
         .oldest_blocking_transaction()
         .await
         .unwrap()

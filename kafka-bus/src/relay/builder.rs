@@ -89,7 +89,7 @@ impl<S: OutboxSource> OutboxRelayBuilder<S> {
     ///
     /// Change it only with every instance stopped and the outbox drained:
     /// keys move between shards. On the Postgres store, create the shards'
-    /// partial indexes first (`PgEventStore::create_shard_indexes`), or
+    /// partial indexes first (`PgOutbox::create_shard_indexes`), or
     /// every shard walks the whole outbox.
     pub fn shards(mut self, count: u32) -> Self {
         self.choices.shards = count;

@@ -1,7 +1,10 @@
--- How many rows of the shard (the shard_index line, see read_shard.sql)
--- wait after ($1, $2), and when the oldest of them was written. Rows hidden
--- by the horizon count: they are written, only not yet readable.
+-- How many rows of the outbox, or of one shard of it (`sharded`, see
+-- read_shard.sql), wait after ($1, $2), and when the oldest of them was
+-- written. Rows hidden by the horizon count: they are written, only not yet
+-- readable.
 SELECT count(*), min(recorded_at)
   FROM {schema}.outbox
  WHERE (tx_id, position) > ($1, $2)
-   {shard_index}
+-- if sharded
+   AND (key_hash::bigint & 4294967295) % {shard_count} = {shard_index}
+-- end if

@@ -1,6 +1,8 @@
--- As held_back_outbox.sql, for one shard (the shard_index line, see
--- read_shard.sql).
+-- As held_back_events.sql, for the outbox or one shard of it (`sharded`,
+-- see read_shard.sql).
 SELECT max(tx_id)
   FROM {schema}.outbox
  WHERE tx_id >= pg_snapshot_xmin(pg_current_snapshot())
-   {shard_index}
+-- if sharded
+   AND (key_hash::bigint & 4294967295) % {shard_count} = {shard_index}
+-- end if

@@ -3,18 +3,19 @@
 
 use std::time::{Duration, Instant};
 
-use annals::{AppendOutcome, AppendRequest, Error};
+use annals::{AppendOutcome, AppendRequest, Error, EventStore};
 use futures::future::join_all;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{GenericClient, Row, Statement};
 use uuid::Uuid;
 
+use super::PgEventStore;
 use super::call::{AppendCall, Calls};
-use super::{PgEventStore, rows};
 use crate::Notify;
 use crate::error::{backend, corrupt, pool};
-use crate::schema::{AppendStatements, Refusal};
+use crate::rows;
+use crate::statements::{AppendStatements, Refusal};
 
 /// The SQLSTATE `refuse_append` raises on a version conflict, with the
 /// actual version in DETAIL (see migrations/0002_refuse_append.sql). Class
@@ -74,8 +75,8 @@ impl Failure {
 
 impl PgEventStore {
     /// Appends `request` alone, in autocommit (one statement, one round
-    /// trip on the common path): the path of every command, kept free of
-    /// what only units need.
+    /// trip on the common path): the path of every command that finds a
+    /// lane free, kept free of what only units need.
     ///
     /// The statements do not look the command ids up before writing: most
     /// commands are new, and the lookup would cost every append an index
@@ -84,9 +85,12 @@ impl PgEventStore {
     /// outcome), or else when the statement fails on the event ids or on the
     /// command id its last event claims; then its first outcome is looked
     /// up.
-    pub(super) async fn append_one(&self, request: &AppendRequest) -> Result<AppendOutcome, Error> {
+    pub(super) async fn append_alone(
+        &self,
+        request: &AppendRequest,
+    ) -> Result<AppendOutcome, Error> {
         let started = Instant::now();
-        let call = AppendCall::checked(request, &self.inner.limits, self.notify_channel())?;
+        let call = AppendCall::checked(request, &self.inner.db.limits, self.notify_channel())?;
         let mut attempts = 1;
         let outcome = loop {
             let failure = match self.attempt_one(&call).await {
@@ -106,21 +110,12 @@ impl PgEventStore {
         Ok(outcome)
     }
 
-    /// Appends `requests` in one transaction; outcomes in request order.
-    /// As in [`PgEventStore::append_one`], a command that ran already is
-    /// found when its statement fails; the unit is then tried again without
-    /// it.
-    pub(super) async fn append_unit(
-        &self,
-        requests: Vec<AppendRequest>,
-    ) -> Result<Vec<AppendOutcome>, Error> {
-        match requests.as_slice() {
-            [] => return Ok(Vec::new()),
-            [request] => return Ok(vec![self.append_one(request).await?]),
-            _ => {}
-        }
+    /// Appends the calls of a unit in one transaction; outcomes in request
+    /// order. As in [`PgEventStore::append_alone`], a command that ran
+    /// already is found when its statement fails; the unit is then tried
+    /// again without it.
+    pub(super) async fn append_unit(&self, calls: &Calls<'_>) -> Result<Vec<AppendOutcome>, Error> {
         let started = Instant::now();
-        let calls = Calls::new(&requests, &self.inner.limits, self.notify_channel())?;
         let mut outcomes: Vec<Option<AppendOutcome>> = vec![None; calls.calls.len()];
         let mut attempts = 1;
         loop {
@@ -162,7 +157,7 @@ impl PgEventStore {
 
     /// The channel the statements name when they send `NOTIFY` themselves.
     pub(super) fn notify_channel(&self) -> Option<&str> {
-        (self.inner.notify == Notify::InTransaction).then(|| self.channel())
+        (self.inner.db.notify == Notify::InTransaction).then(|| self.channel())
     }
 
     /// What follows a failed attempt of `attempted`: the first outcome of a
@@ -207,7 +202,7 @@ impl PgEventStore {
     fn written(&self, started: Instant, newest: Option<u64>) {
         match newest {
             Some(commit) => {
-                self.appended(commit);
+                self.inner.db.notifications.appended(commit);
                 record(started, "ok");
             }
             None => record(started, "duplicate"),
@@ -218,14 +213,8 @@ impl PgEventStore {
     /// itself; only when it wrote nothing (a conflict, or a command that ran
     /// already) does `refuse.sql` follow, to answer or fail.
     async fn attempt_one(&self, call: &AppendCall<'_>) -> Result<AppendOutcome, Failure> {
-        let client = self.inner.pool.get().await.map_err(Failure::Pool)?;
-        let (step, shape, notifies) = (call.step, call.shape, call.notifies());
-        let sql = self
-            .inner
-            .sql
-            .append
-            .get(step, shape, Refusal::After, notifies);
-        let number = AppendStatements::index(step, shape, Refusal::After, notifies);
+        let client = self.inner.db.pool.get().await.map_err(Failure::Pool)?;
+        let (sql, number) = call.statement(&self.inner.db.sql.append, Refusal::Afterwards);
         let statement = self
             .inner
             .prepared
@@ -246,9 +235,9 @@ impl PgEventStore {
     /// failing, so the server refuses the rest and turns `COMMIT` into a
     /// rollback.
     async fn attempt_unit(&self, calls: &[&AppendCall<'_>]) -> Result<Vec<AppendOutcome>, Failure> {
-        let client = self.inner.pool.get().await.map_err(Failure::Pool)?;
+        let client = self.inner.db.pool.get().await.map_err(Failure::Pool)?;
         let around = |error| Failure::Statement { call: None, error };
-        let statements = prepare_calls(&client, calls, &self.inner.sql.append, Refusal::Within)
+        let statements = prepare_calls(&client, calls, &self.inner.db.sql.append)
             .await
             .map_err(around)?;
         let params: Vec<_> = calls.iter().map(|call| call.params()).collect();
@@ -270,7 +259,7 @@ impl PgEventStore {
         call: &AppendCall<'_>,
     ) -> Result<Option<Row>, tokio_postgres::Error> {
         let statement = client
-            .prepare_typed_cached(&self.inner.sql.append.refuse, &REFUSAL_TYPES)
+            .prepare_typed_cached(&self.inner.db.sql.append.refuse, &REFUSAL_TYPES)
             .await?;
         client.query_opt(&statement, &call.refusal_params()).await
     }
@@ -278,7 +267,7 @@ impl PgEventStore {
     /// The first outcome of `request`'s command, if it ran already.
     async fn first_outcome(&self, request: &AppendRequest) -> Option<AppendOutcome> {
         let command_id = request.command_id?;
-        self.outcome_of(command_id).await.ok().flatten()
+        self.command_outcome(command_id).await.ok().flatten()
     }
 
     /// The contract's error for a failed append.
@@ -330,9 +319,9 @@ impl PgEventStore {
 
     /// Which of `event_ids` is stored, to name it in the error.
     async fn stored_event_id(&self, event_ids: &[Uuid]) -> Result<Option<Uuid>, Error> {
-        let client = self.inner.pool.get().await.map_err(pool)?;
+        let client = self.inner.db.client().await?;
         let statement = client
-            .prepare_cached(&self.inner.sql.stored_event_id)
+            .prepare_cached(&self.inner.db.sql.append.stored_event_id)
             .await
             .map_err(backend)?;
         let row = client
@@ -353,17 +342,16 @@ pub(super) struct SentTransaction {
     pub(super) committed: Result<Vec<Row>, tokio_postgres::Error>,
 }
 
-/// The statement of each call, refusing as `refusal` says, prepared on
-/// `client`.
-pub(super) async fn prepare_calls(
+/// The statement of each call of a unit (refusing in the statement),
+/// prepared on `client`.
+async fn prepare_calls(
     client: &deadpool_postgres::Client,
     calls: &[&AppendCall<'_>],
     statements: &AppendStatements,
-    refusal: Refusal,
 ) -> Result<Vec<Statement>, tokio_postgres::Error> {
     let mut prepared = Vec::with_capacity(calls.len());
     for call in calls {
-        prepared.push(prepare_call(client, call, statements, refusal).await?);
+        prepared.push(prepare_call(client, call, statements, Refusal::InStatement).await?);
     }
     Ok(prepared)
 }
@@ -376,7 +364,7 @@ pub(super) async fn prepare_call(
     statements: &AppendStatements,
     refusal: Refusal,
 ) -> Result<Statement, tokio_postgres::Error> {
-    let sql = statements.get(call.step, call.shape, refusal, call.notifies());
+    let (sql, _) = call.statement(statements, refusal);
     client.prepare_typed_cached(sql, &LEADING_TYPES).await
 }
 

@@ -6,9 +6,8 @@ use annals::{AppendOutcome, AppendRequest, Error, ExpectedVersion, Limits, NewEv
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::read::bigint;
-use crate::schema::{GROUP_COLUMNS, Shape, StreamStep};
-use crate::types::{JsonText, rest_of_metadata};
+use crate::statements::{AppendStatements, GROUP_COLUMNS, Refusal, Shape};
+use crate::types::{JsonText, bigint, rest_of_metadata};
 
 /// The calls for the requests of one unit, after checking them, in the
 /// order their streams are locked: by stream id, the same order in every
@@ -47,7 +46,7 @@ impl<'a> Calls<'a> {
 }
 
 /// The parameters of an append of NULLs that pads a group statement to its
-/// size (`sql/append/write_group.sql`): it matches no stream row and writes
+/// size (`sql/append/group.sql`): it matches no stream row and writes
 /// nothing.
 pub(super) const GROUP_PADDING: [&(dyn ToSql + Sync); GROUP_COLUMNS] = [
     &None::<&str>,
@@ -66,7 +65,6 @@ pub(super) const GROUP_PADDING: [&(dyn ToSql + Sync); GROUP_COLUMNS] = [
 /// The parameters of one append statement.
 pub(super) struct AppendCall<'a> {
     pub(super) request: &'a AppendRequest,
-    pub(super) step: StreamStep,
     pub(super) shape: Shape,
     stream_id: &'a str,
     expected: Option<i64>,
@@ -77,10 +75,10 @@ pub(super) struct AppendCall<'a> {
 
 enum Columns<'a> {
     Event(EventColumns<'a>),
-    Batch(Box<BatchColumns<'a>>),
+    Arrays(Box<ArrayColumns<'a>>),
 }
 
-/// $5 to $12 of `write_event.sql`.
+/// $5 to $12 of `append.sql` for one event.
 struct EventColumns<'a> {
     event_id: Uuid,
     event_type: &'a str,
@@ -93,7 +91,7 @@ struct EventColumns<'a> {
 }
 
 impl EventColumns<'_> {
-    /// $5 to $12 of `write_event.sql`, in order.
+    /// $5 to $12 of `append.sql` for one event, in order.
     fn params(&self) -> [&(dyn ToSql + Sync); 8] {
         [
             &self.event_id,
@@ -108,9 +106,9 @@ impl EventColumns<'_> {
     }
 }
 
-/// $5 to $24 of `write_batch.sql`.
+/// $5 to $24 of `append.sql` for arrays.
 #[derive(Default)]
-struct BatchColumns<'a> {
+struct ArrayColumns<'a> {
     event_ids: Vec<Uuid>,
     event_types: Vec<&'a str>,
     event_versions: Vec<i32>,
@@ -147,11 +145,13 @@ impl<'a> AppendCall<'a> {
     }
 
     fn new(request: &'a AppendRequest, notify_channel: Option<&'a str>) -> Result<Self, Error> {
-        let (step, expected) = match request.expected {
-            ExpectedVersion::Any => (StreamStep::Any, None),
-            ExpectedVersion::NoStream | ExpectedVersion::Exact(0) => (StreamStep::New, Some(0)),
-            ExpectedVersion::StreamExists => (StreamStep::Exists, Some(-1)),
-            ExpectedVersion::Exact(version) => (StreamStep::Existing, Some(bigint(version))),
+        // $2 of the statements: NULL any, -1 the stream must exist, n
+        // exactly n.
+        let expected = match request.expected {
+            ExpectedVersion::Any => None,
+            ExpectedVersion::NoStream => Some(0),
+            ExpectedVersion::StreamExists => Some(-1),
+            ExpectedVersion::Exact(version) => Some(bigint(version)),
         };
         let stream = &request.stream;
         let columns = match request.events.as_slice() {
@@ -169,14 +169,13 @@ impl<'a> AppendCall<'a> {
                         .map(JsonText),
                 })
             }
-            events => Columns::Batch(Box::new(batch_columns(request, events)?)),
+            events => Columns::Arrays(Box::new(array_columns(request, events)?)),
         };
         Ok(AppendCall {
             request,
-            step,
             shape: match columns {
-                Columns::Event(_) => Shape::Event,
-                Columns::Batch(_) => Shape::Batch,
+                Columns::Event(_) => Shape::OneEvent,
+                Columns::Arrays(_) => Shape::Arrays,
             },
             stream_id: stream.as_str(),
             expected,
@@ -184,6 +183,16 @@ impl<'a> AppendCall<'a> {
             notify_channel,
             columns,
         })
+    }
+
+    /// The statement of this call that refuses as `refusal` says, and its
+    /// number among the prepared append statements.
+    pub(super) fn statement<'s>(
+        &self,
+        statements: &'s AppendStatements,
+        refusal: Refusal,
+    ) -> (&'s str, usize) {
+        statements.lone(self.request.expected, self.shape, refusal, self.notifies())
     }
 
     /// The statement's parameters, in order; the channel last, when it
@@ -197,28 +206,28 @@ impl<'a> AppendCall<'a> {
         ];
         match &self.columns {
             Columns::Event(event) => params.extend(event.params()),
-            Columns::Batch(batch) => {
+            Columns::Arrays(arrays) => {
                 params.extend([
-                    &batch.event_ids as &(dyn ToSql + Sync),
-                    &batch.event_types,
-                    &batch.event_versions,
-                    &batch.payloads,
-                    &batch.correlation_ids,
-                    &batch.causation_ids,
-                    &batch.command_ids,
-                    &batch.metadata,
-                    &batch.snapshot_state_version,
-                    &batch.snapshot,
-                    &batch.message_ids,
-                    &batch.topics,
-                    &batch.keys,
-                    &batch.message_types,
-                    &batch.message_versions,
-                    &batch.message_payloads,
-                    &batch.message_stream_ids,
-                    &batch.message_stream_versions,
-                    &batch.message_metadata,
-                    &batch.message_key_hashes,
+                    &arrays.event_ids as &(dyn ToSql + Sync),
+                    &arrays.event_types,
+                    &arrays.event_versions,
+                    &arrays.payloads,
+                    &arrays.correlation_ids,
+                    &arrays.causation_ids,
+                    &arrays.command_ids,
+                    &arrays.metadata,
+                    &arrays.snapshot_state_version,
+                    &arrays.snapshot,
+                    &arrays.message_ids,
+                    &arrays.topics,
+                    &arrays.keys,
+                    &arrays.message_types,
+                    &arrays.message_versions,
+                    &arrays.message_payloads,
+                    &arrays.message_stream_ids,
+                    &arrays.message_stream_versions,
+                    &arrays.message_metadata,
+                    &arrays.message_key_hashes,
                 ]);
             }
         }
@@ -229,19 +238,20 @@ impl<'a> AppendCall<'a> {
     }
 
     /// This append's parameters in a group statement
-    /// (`sql/append/write_group.sql`, `group_event.sql`), when it can join
-    /// one: a single event (no snapshot, no outbox message) to an existing
-    /// stream at an exact version, without a `NOTIFY` of its own. Most
-    /// commands can.
+    /// (`sql/append/group.sql`), when it can join one: a single event (no
+    /// snapshot, no outbox message) to an existing stream at an exact
+    /// version, without a `NOTIFY` of its own. Most commands can.
     pub(super) fn group_row(&self) -> Option<[&(dyn ToSql + Sync); GROUP_COLUMNS]> {
         let Columns::Event(event) = &self.columns else {
             return None;
         };
-        if self.step != StreamStep::Existing || self.notifies() {
+        let existing =
+            matches!(self.request.expected, ExpectedVersion::Exact(version) if version > 0);
+        if !existing || self.notifies() {
             return None;
         }
-        // The order of sql/append/group_event.sql: the append's claim of
-        // its command id comes before the event's columns.
+        // The order of sql/append/group.sql: the append's claim of its
+        // command id comes before the event's columns.
         let mut row: [&(dyn ToSql + Sync); GROUP_COLUMNS] = [&self.stream_id; GROUP_COLUMNS];
         row[1] = &self.expected;
         row[2] = &self.request.command_id;
@@ -250,10 +260,11 @@ impl<'a> AppendCall<'a> {
     }
 
     /// The version a single event gets, where the request says it (no
-    /// stream yet, or an exact version): the lone statements of those steps
-    /// do not return it (`sql/append/event_written.sql`).
+    /// stream yet, or an exact version): the lone statements of those
+    /// expected versions do not return it (`insert_only` in
+    /// `sql/append/append.sql`).
     pub(super) fn written_version(&self) -> Option<u64> {
-        if self.shape != Shape::Event {
+        if self.shape != Shape::OneEvent {
             return None;
         }
         match self.request.expected {
@@ -275,54 +286,56 @@ impl<'a> AppendCall<'a> {
     }
 }
 
-fn batch_columns<'a>(
+fn array_columns<'a>(
     request: &'a AppendRequest,
     events: &'a [NewEvent],
-) -> Result<BatchColumns<'a>, Error> {
+) -> Result<ArrayColumns<'a>, Error> {
     let stream = &request.stream;
-    let mut batch = BatchColumns::default();
+    let mut arrays = ArrayColumns::default();
     for event in events {
-        batch.event_ids.push(event.event_id);
-        batch.event_types.push(&event.event_type);
-        batch
+        arrays.event_ids.push(event.event_id);
+        arrays.event_types.push(&event.event_type);
+        arrays
             .event_versions
             .push(schema_version(stream, event.event_version, "event")?);
-        batch.payloads.push(JsonText(event.payload.get()));
-        batch.correlation_ids.push(event.metadata.correlation_id);
-        batch.causation_ids.push(event.metadata.causation_id);
-        batch.command_ids.push(event.metadata.command_id);
-        batch.metadata.push(
+        arrays.payloads.push(JsonText(event.payload.get()));
+        arrays.correlation_ids.push(event.metadata.correlation_id);
+        arrays.causation_ids.push(event.metadata.causation_id);
+        arrays.command_ids.push(event.metadata.command_id);
+        arrays.metadata.push(
             rest_of_metadata(&event.metadata)
                 .map_err(encode)?
                 .map(JsonText),
         );
     }
     if let Some(snapshot) = &request.snapshot {
-        batch.snapshot_state_version =
+        arrays.snapshot_state_version =
             Some(schema_version(stream, snapshot.state_version, "snapshot")?);
-        batch.snapshot = Some(JsonText(snapshot.state.get()));
+        arrays.snapshot = Some(JsonText(snapshot.state.get()));
     }
     for message in &request.outbox {
-        batch.message_ids.push(message.message_id);
-        batch.topics.push(&message.topic);
-        batch.keys.push(&message.key);
-        batch.message_types.push(&message.event_type);
-        batch
+        arrays.message_ids.push(message.message_id);
+        arrays.topics.push(&message.topic);
+        arrays.keys.push(&message.key);
+        arrays.message_types.push(&message.event_type);
+        arrays
             .message_versions
             .push(schema_version(stream, message.event_version, "message")?);
-        batch.message_payloads.push(JsonText(message.payload.get()));
-        batch.message_stream_ids.push(message.stream.as_str());
-        batch
+        arrays
+            .message_payloads
+            .push(JsonText(message.payload.get()));
+        arrays.message_stream_ids.push(message.stream.as_str());
+        arrays
             .message_stream_versions
             .push(bigint(message.stream_version));
-        batch.message_metadata.push(JsonText(
+        arrays.message_metadata.push(JsonText(
             serde_json::to_string(&message.metadata).map_err(encode)?,
         ));
-        batch
+        arrays
             .message_key_hashes
             .push(crate::types::key_hash_column(&message.key));
     }
-    Ok(batch)
+    Ok(arrays)
 }
 
 fn schema_version(stream: &StreamId, version: u32, what: &str) -> Result<i32, Error> {

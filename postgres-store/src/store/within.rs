@@ -1,13 +1,13 @@
 //! Appending inside a transaction of the caller's.
 
-use annals::{AppendOutcome, AppendRequest, Error};
+use annals::{AppendOutcome, AppendRequest, Error, EventStore};
 
 use super::PgEventStore;
 use super::append::{LEADING_TYPES, outcomes, paired, send_in_order, single};
 use super::call::{AppendCall, Calls};
 use crate::Notify;
 use crate::error::backend;
-use crate::schema::Refusal;
+use crate::statements::Refusal;
 
 impl PgEventStore {
     /// Appends `requests` inside `transaction`, which the caller commits or
@@ -51,12 +51,12 @@ impl PgEventStore {
         if requests.is_empty() {
             return Ok(Vec::new());
         }
-        let channel = (self.inner.notify != Notify::Off).then(|| self.channel());
-        let calls = Calls::new(&requests, &self.inner.limits, channel)?;
+        let channel = (self.inner.db.notify != Notify::Off).then(|| self.channel());
+        let calls = Calls::new(&requests, &self.inner.db.limits, channel)?;
         let mut outcomes_by_call = Vec::with_capacity(calls.calls.len());
         for call in &calls.calls {
             outcomes_by_call.push(match call.request.command_id {
-                Some(command_id) => self.outcome_of(command_id).await?,
+                Some(command_id) => self.command_outcome(command_id).await?,
                 None => None,
             });
         }
@@ -69,11 +69,7 @@ impl PgEventStore {
             .collect();
         let mut statements = Vec::with_capacity(pending.len());
         for call in &pending {
-            let sql =
-                self.inner
-                    .sql
-                    .append
-                    .get(call.step, call.shape, Refusal::Within, call.notifies());
+            let (sql, _) = call.statement(&self.inner.db.sql.append, Refusal::InStatement);
             statements.push(
                 transaction
                     .prepare_typed_cached(sql, &LEADING_TYPES)

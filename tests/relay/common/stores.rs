@@ -5,16 +5,36 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use annals::{
-    AppendSignal, Error, EventStore, GlobalPosition, OutboxBacklog, OutboxReader, OutboxRecord,
-    OutboxShard, OutboxSource,
+    AppendSignal, Error, EventStore, GlobalPosition, MemoryEventStore, OutboxBacklog, OutboxReader,
+    OutboxRecord, OutboxShard, OutboxSource,
 };
-use annals_postgres::PgEventStore;
+use annals_postgres::{PgEventStore, PgOutbox};
 use annals_tests::postgres::Schema;
 
-/// A store the tests write to and relay from.
-pub(crate) trait RelayStore: EventStore + OutboxSource {}
+/// A store the tests write to, and the outbox of it that relays read.
+pub(crate) trait RelayStore: EventStore + Clone + 'static {
+    /// What relays read the store's outbox through.
+    type Outbox: OutboxSource;
 
-impl<T: EventStore + OutboxSource> RelayStore for T {}
+    /// The store's outbox.
+    fn outbox(&self) -> Self::Outbox;
+}
+
+impl RelayStore for MemoryEventStore {
+    type Outbox = MemoryEventStore;
+
+    fn outbox(&self) -> MemoryEventStore {
+        self.clone()
+    }
+}
+
+impl RelayStore for PgEventStore {
+    type Outbox = PgOutbox;
+
+    fn outbox(&self) -> PgOutbox {
+        PgOutbox::new(self)
+    }
+}
 
 /// A PostgreSQL store in a schema of its own, and the schema, which is
 /// dropped with everything in it when the guard goes.

@@ -10,7 +10,7 @@ use annals::{
     GlobalBacklog, GlobalPosition, OutboxReader, OutboxRecord, OutboxShard, RecordedEvent,
     Snapshot, StreamId,
 };
-use annals_postgres::{Config, PgEventStore};
+use annals_postgres::{Config, PgEventStore, PgOutbox};
 use uuid::Uuid;
 
 pub(crate) use annals_tests::postgres::{Schema, connect, database_url};
@@ -148,7 +148,8 @@ impl OutboxReader for TestStore {
         after: GlobalPosition,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<OutboxRecord>, annals::Error>> + Send {
-        self.store.read_outbox(shard, after, limit)
+        let outbox = PgOutbox::new(&self.store);
+        async move { outbox.read_outbox(shard, after, limit).await }
     }
 }
 

@@ -45,7 +45,7 @@ use futures::future::join_all;
 use tokio::sync::oneshot;
 
 use super::PgEventStore;
-use crate::schema::GROUP_SIZES;
+use crate::statements::GROUP_SIZES;
 
 /// The most appends one group holds: as many as the largest group
 /// statement takes.
@@ -88,7 +88,7 @@ impl Lanes {
 
     /// Takes a free lane for `request` alone when nothing waits; else
     /// queues it, with a free lane to start if there is one.
-    fn enter(&self, request: AppendRequest) -> Entry {
+    pub(super) fn enter(&self, request: AppendRequest) -> Entry {
         let mut queue = self.lock();
         let free = queue.active < self.max;
         if free {
@@ -160,7 +160,7 @@ fn take_group(waiting: &mut VecDeque<Waiting>) -> Vec<Waiting> {
 }
 
 /// Where a lone append goes.
-enum Entry {
+pub(super) enum Entry {
     /// A lane was free and nothing waited: the caller sends it at once.
     Alone(AppendRequest),
     /// It waits for a group; the caller starts a lane if one was free.
@@ -171,31 +171,13 @@ enum Entry {
 }
 
 impl PgEventStore {
-    /// A lone append, in a group with whatever else waits.
-    pub(super) async fn append_lone(&self, request: AppendRequest) -> Result<AppendOutcome, Error> {
-        let (answer, start_lane) = match self.inner.lanes.enter(request) {
-            Entry::Alone(request) => {
-                // The caller is the lane while its append runs; the lane
-                // passes to a task when appends queued meanwhile (also when
-                // the caller stops waiting).
-                let _lane = Lane {
-                    store: self.clone(),
-                    ended: false,
-                };
-                return self.append_one(&request).await;
-            }
-            Entry::Queued { answer, start_lane } => (answer, start_lane),
-        };
-        if start_lane {
-            tokio::spawn(self.clone().lane());
+    /// The lane of a caller whose append found it free: when dropped, it
+    /// passes to a task if appends queued meanwhile.
+    pub(super) fn lane_in_use(&self) -> Lane {
+        Lane {
+            store: self.clone(),
+            ended: false,
         }
-        answer.await.unwrap_or_else(|_| {
-            Err(Error::backend(
-                "postgres",
-                true,
-                "the append's lane ended before it had an outcome",
-            ))
-        })
     }
 
     /// How many lone appends wait for a lane now (every lane is busy with
@@ -207,7 +189,7 @@ impl PgEventStore {
     }
 
     /// Sends groups until the queue is empty.
-    async fn lane(self) {
+    pub(super) async fn run_lane(self) {
         let mut lane = Lane {
             store: self,
             ended: false,
@@ -232,7 +214,7 @@ impl PgEventStore {
     async fn commit_group(&self, mut group: Vec<Waiting>) {
         if group.len() == 1 {
             let Waiting { request, reply } = group.remove(0);
-            let _ = reply.send(self.append_one(&request).await);
+            let _ = reply.send(self.append_alone(&request).await);
             return;
         }
         let (requests, replies): (Vec<_>, Vec<_>) = group
@@ -250,7 +232,7 @@ impl PgEventStore {
             }
         }
         join_all(alone.into_iter().map(|(request, reply)| async move {
-            let _ = reply.send(self.append_one(&request).await);
+            let _ = reply.send(self.append_alone(&request).await);
         }))
         .await;
     }
@@ -260,7 +242,7 @@ impl PgEventStore {
 /// frees its slot and starts a lane task for the appends that wait: after a
 /// caller's own append, and after a lane task panicked (the callers of its
 /// group see their replies dropped) or was dropped with its runtime.
-struct Lane {
+pub(super) struct Lane {
     store: PgEventStore,
     ended: bool,
 }
@@ -276,7 +258,7 @@ impl Drop for Lane {
         if let Ok(runtime) = tokio::runtime::Handle::try_current()
             && lanes.claim_for_waiting()
         {
-            runtime.spawn(self.store.clone().lane());
+            runtime.spawn(self.store.clone().run_lane());
         }
     }
 }

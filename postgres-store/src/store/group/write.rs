@@ -2,7 +2,7 @@
 //!
 //! The single events of most commands (one event to an existing stream at
 //! an exact version, nothing else) join group statements
-//! (`sql/append/write_group.sql`): the server then sets up one statement
+//! (`sql/append/group.sql`): the server then sets up one statement
 //! and one `INSERT` for many of them instead of one of each per append,
 //! which is most of what a small append costs it. The group's appends are
 //! written in stream-id order, as a unit of work's are, so that two
@@ -20,11 +20,11 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement};
 
 use crate::error::{corrupt, is_transient};
-use crate::schema::{AppendStatements, GROUP_COLUMNS, Refusal};
+use crate::rows;
+use crate::statements::{AppendStatements, GROUP_COLUMNS, Refusal};
 use crate::store::PgEventStore;
 use crate::store::append::{paired, prepare_call, record, send_transaction};
 use crate::store::call::{AppendCall, GROUP_PADDING};
-use crate::store::rows;
 
 /// The parameters of one append in the group statement.
 type GroupRow<'a> = [&'a (dyn ToSql + Sync); GROUP_COLUMNS];
@@ -169,7 +169,7 @@ impl PgEventStore {
             requests.iter().map(|_| None).collect();
         let mut checked = Vec::with_capacity(requests.len());
         for (index, request) in requests.iter().enumerate() {
-            match AppendCall::checked(request, &self.inner.limits, channel) {
+            match AppendCall::checked(request, &self.inner.db.limits, channel) {
                 Ok(call) => checked.push((index, call)),
                 Err(error) => outcomes[index] = Some(Err(error)),
             }
@@ -218,7 +218,7 @@ impl PgEventStore {
             outcomes[*index] = Some(outcome);
         }
         if let Some(commit) = newest {
-            self.appended(commit);
+            self.inner.db.notifications.appended(commit);
         }
         outcomes
     }
@@ -231,11 +231,12 @@ impl PgEventStore {
     ) -> Result<Vec<Option<Written>>, GroupFailure> {
         let client = self
             .inner
+            .db
             .pool
             .get()
             .await
             .map_err(|_| GroupFailure::RolledBack)?;
-        let appends = &self.inner.sql.append;
+        let appends = &self.inner.db.sql.append;
         let parts = Part::split(calls, appends);
         let mut statements: Vec<Statement> = Vec::with_capacity(parts.len());
         for part in &parts {
@@ -245,7 +246,7 @@ impl PgEventStore {
                     prepared.statement(&client, *number, sql, &[]).await
                 }
                 Part::Alone(place) => {
-                    prepare_call(&client, calls[*place], appends, Refusal::After).await
+                    prepare_call(&client, calls[*place], appends, Refusal::Afterwards).await
                 }
             };
             statements.push(statement.map_err(GroupFailure::of)?);
@@ -295,7 +296,8 @@ mod tests {
     use annals::{ExpectedVersion, Limits, Metadata, NewEvent, Payload, StreamId};
 
     use super::*;
-    use crate::schema::{SchemaName, Statements};
+    use crate::schema::SchemaName;
+    use crate::statements::Statements;
 
     fn event() -> NewEvent {
         NewEvent::raw(

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use annals::{AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, Payload, StreamId};
 use annals_kafka::rdkafka::producer::{Producer as _, ThreadedProducer};
 use annals_kafka::{KafkaConfig, OutboxRelay, ShardRole};
-use annals_postgres::PgEventStore;
+use annals_postgres::{PgEventStore, PgOutbox};
 
 use super::{kafka, outbox};
 use crate::database::Database;
@@ -67,7 +67,7 @@ pub(super) async fn relay(database: &Database, brokers: &str) -> Result<Latency,
     .map_err(|error| error.to_string())?;
     let topic = kafka::fresh_topic(brokers, "latency").await?;
     let relay = OutboxRelay::builder(
-        store.clone(),
+        PgOutbox::new(&store),
         KafkaConfig::new(brokers).map_err(|error| error.to_string())?,
     )
     .name("bench-latency")

@@ -33,7 +33,7 @@ mod outbox;
 use std::time::{Duration, Instant};
 
 use annals_kafka::{KafkaConfig, OutboxRelay};
-use annals_postgres::PgEventStore;
+use annals_postgres::{PgEventStore, PgOutbox};
 
 use crate::database::Database;
 use crate::report::{Better, Measurement};
@@ -209,14 +209,15 @@ async fn drain(
     let count = render(include_str!("../../../sql/outbox_count.sql"), &schema);
     // As a deployment with that many shards would have them (a step before
     // the relay starts, so not timed).
-    store
+    let outbox = PgOutbox::new(&store);
+    outbox
         .create_shard_indexes(shards)
         .await
         .map_err(|error| error.to_string())?;
     let config = KafkaConfig::new(brokers).map_err(|error| error.to_string())?;
 
     let started = Instant::now();
-    let relay = OutboxRelay::builder(store, config)
+    let relay = OutboxRelay::builder(outbox, config)
         .name(format!("bench-drain-{shards}"))
         .shards(shards)
         .batch_size(batch)

@@ -9,56 +9,47 @@
 //! them all. Appends only hand it their transaction id.
 //!
 //! The task keeps a connection of its own, so that it never waits for a
-//! pooled connection nor takes one from an append, and sets
-//! `synchronous_commit = off` on it: the notification's own commit then
-//! does not wait for a WAL flush (the appends it names were flushed before
-//! they returned). A lost connection is opened again with backoff, and the
-//! newest transaction id is sent then.
+//! pooled connection nor takes one from an append, on which a notification's
+//! commit does not wait for a WAL flush (`sql/notify/no_flush_wait.sql`). A
+//! lost connection is opened again with backoff, and the newest transaction
+//! id is sent then.
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Statement};
-use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::PgEventStore;
-use super::signal::reconnect_pause;
+use super::{Shared, reconnect_pause};
+use crate::database::Sessions;
 
 /// The shortest time between two notifications: under load, commits come
 /// far more often than readers need waking, and each notification is a
 /// transaction of its own.
 const MIN_INTERVAL: Duration = Duration::from_millis(5);
 
-impl PgEventStore {
-    pub(super) fn start_notifier(&self) {
-        self.inner.notifier.get_or_init(|| {
-            let mut committed = self.inner.signal.committed.subscribe();
-            // The commit that starts the task is in the value already.
-            committed.mark_changed();
-            let notifier = Notifier {
-                config: self.inner.listen_config.clone(),
-                tls: self.inner.tls.clone(),
-                channel: self.channel().to_owned(),
-                sql: self.inner.sql.notify,
-                connection: None,
-            };
-            tokio::spawn(notifier.run(committed));
-        });
-    }
-}
-
-struct Notifier {
-    config: tokio_postgres::Config,
-    tls: MakeRustlsConnect,
+pub(super) struct Notifier {
+    sessions: Sessions,
     channel: String,
-    sql: &'static str,
+    notify: String,
+    no_flush_wait: String,
     connection: Option<(Client, Statement)>,
 }
 
 impl Notifier {
+    /// Holds no reference to the store, whose drop ends the task.
+    pub(super) fn new(shared: &Shared) -> Self {
+        Notifier {
+            sessions: shared.sessions.clone(),
+            channel: shared.schema.as_str().to_owned(),
+            notify: shared.sql.notify.notify.clone(),
+            no_flush_wait: shared.sql.notify.no_flush_wait.clone(),
+            connection: None,
+        }
+    }
+
     /// Runs until the store is dropped (its sender closes).
-    async fn run(mut self, mut committed: watch::Receiver<u64>) {
+    pub(super) async fn run(mut self, mut committed: watch::Receiver<u64>) {
         let mut failures = 0;
         while committed.changed().await.is_ok() {
             loop {
@@ -96,15 +87,15 @@ impl Notifier {
     }
 
     async fn connect(&self) -> Result<(Client, Statement), tokio_postgres::Error> {
-        let (client, connection) = self.config.connect(self.tls.clone()).await?;
+        let (client, connection) = self.sessions.open().await?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "the notifying connection ended");
             }
         });
-        client.batch_execute("SET synchronous_commit = off").await?;
+        client.batch_execute(&self.no_flush_wait).await?;
         let statement = client
-            .prepare_typed(self.sql, &[Type::TEXT, Type::TEXT])
+            .prepare_typed(&self.notify, &[Type::TEXT, Type::TEXT])
             .await?;
         Ok((client, statement))
     }

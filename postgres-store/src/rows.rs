@@ -106,7 +106,7 @@ fn outcome_columns(
 /// answers with `stream_version, tx_id, position`
 /// (`sql/append/event_written_versioned.sql`), or only `tx_id, position`
 /// when the caller knows the `written_version` (`event_written.sql`).
-pub(super) fn append_outcome(
+pub(crate) fn append_outcome(
     row: &Row,
     stream: &StreamId,
     written_version: Option<u64>,
@@ -141,30 +141,30 @@ pub(super) fn append_outcome(
 /// An append the group statement wrote (`sql/append/write_group.sql`):
 /// its stream id and the global position of its event, from the columns
 /// `stream_id, tx_id, position`.
-pub(super) fn joined_append(row: &Row) -> Result<(&str, GlobalPosition), annals::Error> {
+pub(crate) fn joined_append(row: &Row) -> Result<(&str, GlobalPosition), annals::Error> {
     Ok((column(row, 0)?, position(row, 1, 2)?))
 }
 
 /// A recorded command outcome: `stream_id, first_version, last_version,
 /// tx_id, last_position`, as a repeat of the command would get it.
-pub(super) fn command_outcome(row: &Row) -> Result<AppendOutcome, annals::Error> {
+pub(crate) fn command_outcome(row: &Row) -> Result<AppendOutcome, annals::Error> {
     outcome_columns(row, 1, stream_id(column(row, 0)?)?, true)
 }
 
 /// A snapshot: `stream_version, state_version, state, taken_at`.
-pub(super) fn snapshot(row: &Row, stream: &StreamId) -> Result<Snapshot, annals::Error> {
+pub(crate) fn snapshot(row: &Row, stream: &StreamId) -> Result<Snapshot, annals::Error> {
     snapshot_columns(row, stream, [0, 1, 2, 3])
 }
 
 /// The snapshot's row of `read_from_snapshot.sql`: its version in column 0,
 /// `taken_at` in 11, `state_version, state` in 12 and 13.
-pub(super) fn snapshot_row(row: &Row, stream: &StreamId) -> Result<Snapshot, annals::Error> {
+pub(crate) fn snapshot_row(row: &Row, stream: &StreamId) -> Result<Snapshot, annals::Error> {
     snapshot_columns(row, stream, [0, SNAPSHOT_STATE_VERSION, 13, 11])
 }
 
 /// In `read_from_snapshot.sql`, the column that is not NULL in the
 /// snapshot's row only.
-pub(super) const SNAPSHOT_STATE_VERSION: usize = 12;
+pub(crate) const SNAPSHOT_STATE_VERSION: usize = 12;
 
 /// A snapshot from the columns `[version, state_version, state, taken_at]`.
 fn snapshot_columns(
@@ -185,7 +185,7 @@ fn snapshot_columns(
 
 /// An outbox record: `tx_id, position, recorded_at, message_id, topic, key,
 /// event_type, event_version, payload, stream_id, stream_version, metadata`.
-pub(super) fn outbox_record(
+pub(crate) fn outbox_record(
     row: &Row,
     previous_stream: Option<&StreamId>,
 ) -> Result<OutboxRecord, annals::Error> {

@@ -1,0 +1,3 @@
+-- The round trip by which a held lease checks that its session still
+-- answers.
+SELECT 1

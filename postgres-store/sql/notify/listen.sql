@@ -1,0 +1,2 @@
+-- Wakes this session on the store's channel, the schema's name.
+LISTEN {schema}
