@@ -41,12 +41,18 @@ pub mod __private {
     use crate::schema::SchemaName;
     use crate::statements::Statements;
 
-    /// Every statement the store runs in `schema`, named, with the shard
-    /// statements of the whole outbox and of one of `shards` shards.
+    use tokio_postgres::types::Type;
+
+    /// Every statement the store runs in `schema`, named, with the types
+    /// of its leading parameters as the store prepares it, and with the
+    /// shard statements of the whole outbox and of one of `shards` shards.
     ///
     /// # Errors
     /// When `schema` is not a valid schema name.
-    pub fn statements(schema: &str, shards: u32) -> crate::Result<Vec<(String, String)>> {
+    pub fn statements(
+        schema: &str,
+        shards: u32,
+    ) -> crate::Result<Vec<(String, String, Vec<Type>)>> {
         Ok(Statements::new(&SchemaName::new(schema)?).all(shards))
     }
 }

@@ -15,6 +15,7 @@ mod outbox_source;
 mod projection;
 mod reads;
 mod restart;
+mod statements;
 
 annals::conformance_tests!(conformance_postgres, async {
     crate::common::fresh_store().await

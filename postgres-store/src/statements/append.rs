@@ -2,6 +2,7 @@
 //! group statements of `sql/append/group.sql`.
 
 use annals::ExpectedVersion;
+use tokio_postgres::types::Type;
 
 use super::template::expand;
 use crate::schema::SchemaName;
@@ -28,6 +29,11 @@ pub(crate) enum Refusal {
     /// appends in a transaction of the caller's).
     InStatement,
 }
+
+/// The types of the parameters every lone append statement starts with ($1
+/// stream id, $2 expected version), given when preparing: not every variant
+/// uses $2, and the server need not infer them.
+pub(crate) const LEADING_TYPES: [Type; 2] = [Type::TEXT, Type::INT8];
 
 /// The section of `append.sql` for each expected version, in the order of
 /// [`expected_index`].
@@ -138,24 +144,23 @@ impl AppendStatements {
         self.lone.len() + self.groups.len()
     }
 
-    /// Every statement, named.
-    pub(super) fn all(&self) -> impl Iterator<Item = (String, &str)> {
-        let lone = self
-            .lone
-            .iter()
-            .enumerate()
-            .map(|(number, sql)| (format!("append.sql variant {number}"), sql.as_str()));
-        let groups = GROUP_SIZES
-            .iter()
-            .zip(&self.groups)
-            .map(|(size, sql)| (format!("group.sql for {size} appends"), sql.as_str()));
-        lone.chain(groups).chain([
-            ("refuse.sql".to_owned(), self.refuse.as_str()),
-            (
-                "stored_event_id.sql".to_owned(),
-                self.stored_event_id.as_str(),
-            ),
-        ])
+    /// Every statement, named, with the types of its leading parameters
+    /// as the store prepares it.
+    pub(super) fn all(&self) -> impl Iterator<Item = (String, &str, &'static [Type])> {
+        let lone = self.lone.iter().enumerate().map(|(number, sql)| {
+            let name = format!("append.sql variant {number}");
+            (name, sql.as_str(), &LEADING_TYPES[..])
+        });
+        let groups = GROUP_SIZES.iter().zip(&self.groups).map(|(size, sql)| {
+            let name = format!("group.sql for {size} appends");
+            (name, sql.as_str(), &[][..])
+        });
+        let others = [
+            ("refuse.sql", &self.refuse),
+            ("stored_event_id.sql", &self.stored_event_id),
+        ]
+        .map(|(name, sql)| (name.to_owned(), sql.as_str(), &[][..]));
+        lone.chain(groups).chain(others)
     }
 }
 

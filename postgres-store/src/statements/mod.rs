@@ -8,8 +8,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use annals::OutboxShard;
+use tokio_postgres::types::Type;
 
-pub(crate) use append::{AppendStatements, GROUP_COLUMNS, GROUP_SIZES, Refusal, Shape};
+pub(crate) use append::{
+    AppendStatements, GROUP_COLUMNS, GROUP_SIZES, LEADING_TYPES, Refusal, Shape,
+};
 
 use crate::schema::SchemaName;
 use template::{expand, fill};
@@ -174,15 +177,16 @@ impl Statements {
         }
     }
 
-    /// Every statement, named, with the shard statements of one shard of
+    /// Every statement, named, with the types of its leading parameters as
+    /// the store prepares it, and with the shard statements of one shard of
     /// `shards` and of the whole outbox: for a check against the server.
     /// The shard index statements are not among them (building an index
     /// is no check).
-    pub(crate) fn all(&self, shards: u32) -> Vec<(String, String)> {
-        let mut all: Vec<(String, String)> = self
+    pub(crate) fn all(&self, shards: u32) -> Vec<(String, String, Vec<Type>)> {
+        let mut all: Vec<(String, String, Vec<Type>)> = self
             .append
             .all()
-            .map(|(name, sql)| (name, sql.to_owned()))
+            .map(|(name, sql, types)| (name, sql.to_owned(), types.to_vec()))
             .collect();
         let read = &self.read;
         let relay = &self.relay;
@@ -231,7 +235,7 @@ impl Statements {
         all.extend(
             named
                 .into_iter()
-                .map(|(name, sql)| (name.to_owned(), sql.clone())),
+                .map(|(name, sql)| (name.to_owned(), sql.clone(), Vec::new())),
         );
         let last =
             OutboxShard::new(shards.max(1) - 1, shards.max(1)).expect("a shard of the count");
@@ -243,7 +247,7 @@ impl Statements {
                 ("relay/backlog.sql", &statements.backlog),
                 ("relay/prune.sql", &statements.prune),
             ] {
-                all.push((format!("{name} for shard {shard}"), sql.clone()));
+                all.push((format!("{name} for shard {shard}"), sql.clone(), Vec::new()));
             }
         }
         all
@@ -328,7 +332,7 @@ mod tests {
         let statements = Statements::new(&schema);
         let all = statements.all(4);
         assert!(all.len() > 45 + 30 + 8, "{}", all.len());
-        for (name, sql) in &all {
+        for (name, sql, _) in &all {
             assert!(!sql.contains("--"), "{name}: {sql}");
             assert!(!sql.contains("\n\n"), "{name}: {sql}");
             assert!(!sql.contains("\n "), "{name}: {sql}");

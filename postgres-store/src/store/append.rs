@@ -15,7 +15,7 @@ use super::call::{AppendCall, Calls};
 use crate::Notify;
 use crate::error::{backend, corrupt, pool};
 use crate::rows;
-use crate::statements::{AppendStatements, Refusal};
+use crate::statements::{AppendStatements, LEADING_TYPES, Refusal};
 
 /// The SQLSTATE `refuse_append` raises on a version conflict, with the
 /// actual version in DETAIL (see migrations/0002_refuse_append.sql). Class
@@ -31,10 +31,6 @@ const COMMAND_ID_KEY: &str = "events_append_command_id_idx";
 /// concurrent writer changed the stream row while the statement ran, or a
 /// deadlock); nothing was written by the failed attempts.
 const MAX_ATTEMPTS: u32 = 5;
-/// The types of the parameters every append statement starts with ($1
-/// stream id, $2 expected version), given so that the server need not infer
-/// them when preparing.
-pub(super) const LEADING_TYPES: [Type; 2] = [Type::TEXT, Type::INT8];
 /// The types of the parameters of `refuse.sql`.
 const REFUSAL_TYPES: [Type; 3] = [Type::TEXT, Type::INT8, Type::UUID];
 

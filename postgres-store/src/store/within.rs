@@ -3,11 +3,11 @@
 use annals::{AppendOutcome, AppendRequest, Error, EventStore};
 
 use super::PgEventStore;
-use super::append::{LEADING_TYPES, outcomes, paired, send_in_order, single};
+use super::append::{outcomes, paired, send_in_order, single};
 use super::call::{AppendCall, Calls};
 use crate::Notify;
 use crate::error::backend;
-use crate::statements::Refusal;
+use crate::statements::{LEADING_TYPES, Refusal};
 
 impl PgEventStore {
     /// Appends `requests` inside `transaction`, which the caller commits or
