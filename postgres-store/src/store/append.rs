@@ -172,9 +172,20 @@ impl PgEventStore {
         if let Failure::Statement {
             call: Some(call), ..
         } = failure
-            && let Some(first) = self.first_outcome(attempted[call].request).await
         {
-            return Next::Found(call, first);
+            match self.first_outcome(attempted[call].request).await {
+                Ok(Some(first)) => return Next::Found(call, first),
+                Ok(None) => {}
+                // Whether the command ran already is unknown (the lookup
+                // failed, say on a connection killed with the statement's):
+                // its error, retriable as it is, says so, where the
+                // statement's would call a retry of a command that landed a
+                // duplicate event id.
+                Err(error) => {
+                    record(started, "error");
+                    return Next::Fail(error);
+                }
+            }
         }
         if failure.is_immediately_retriable() && *attempts < MAX_ATTEMPTS {
             *attempts += 1;
@@ -261,9 +272,11 @@ impl PgEventStore {
     }
 
     /// The first outcome of `request`'s command, if it ran already.
-    async fn first_outcome(&self, request: &AppendRequest) -> Option<AppendOutcome> {
-        let command_id = request.command_id?;
-        self.command_outcome(command_id).await.ok().flatten()
+    async fn first_outcome(&self, request: &AppendRequest) -> Result<Option<AppendOutcome>, Error> {
+        match request.command_id {
+            Some(command_id) => self.command_outcome(command_id).await,
+            None => Ok(None),
+        }
     }
 
     /// The contract's error for a failed append.
