@@ -7,6 +7,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::Error;
@@ -77,9 +78,10 @@ pub trait Inbox: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<u64, Error>> + Send;
 }
 
-/// An inbox in memory. Its transactions hold the claims until commit; the
-/// handler's own effects are its business (handlers get the
-/// [`MemoryInboxTx`]).
+/// An inbox in memory. Its transactions hold their claims until commit,
+/// and a claim of a message that an open transaction claimed waits for that
+/// transaction, as in a database; the handler's own effects are its
+/// business (handlers get the [`MemoryInboxTx`]).
 ///
 /// ```
 /// use annals::{Inbox, MemoryInbox};
@@ -100,22 +102,65 @@ pub trait Inbox: Clone + Send + Sync + 'static {
 /// ```
 #[derive(Clone, Default)]
 pub struct MemoryInbox {
-    claims: Arc<Mutex<Claims>>,
+    shared: Arc<Shared>,
 }
 
-/// When each (consumer, message id) was claimed.
-type Claims = HashMap<(String, Uuid), DateTime<Utc>>;
+#[derive(Default)]
+struct Shared {
+    claims: Mutex<Claims>,
+    /// Wakes claims that wait for a transaction to end.
+    ended: Notify,
+}
 
-/// The claims of one [`MemoryInbox`] transaction.
-#[derive(Debug, Default)]
+/// A claim: which consumer handles which message.
+type Claim = (String, Uuid);
+
+#[derive(Default)]
+struct Claims {
+    /// When each committed claim was made.
+    committed: HashMap<Claim, DateTime<Utc>>,
+    /// The claims of open transactions, by transaction.
+    open: HashMap<Claim, u64>,
+    /// The number of the next transaction.
+    next: u64,
+}
+
+/// The claims of one [`MemoryInbox`] transaction; dropped without a
+/// commit, it is rolled back.
 pub struct MemoryInboxTx {
-    claims: Vec<(String, Uuid)>,
+    shared: Arc<Shared>,
+    number: u64,
+    claims: Vec<Claim>,
+}
+
+impl fmt::Debug for MemoryInboxTx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryInboxTx")
+            .field("claims", &self.claims)
+            .finish()
+    }
+}
+
+impl Drop for MemoryInboxTx {
+    fn drop(&mut self) {
+        if self.claims.is_empty() {
+            return;
+        }
+        let mut claims = self.shared.lock();
+        for claim in self.claims.drain(..) {
+            claims.open.remove(&claim);
+        }
+        drop(claims);
+        self.shared.ended.notify_waiters();
+    }
 }
 
 impl fmt::Debug for MemoryInbox {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let claims = self.shared.lock();
         f.debug_struct("MemoryInbox")
-            .field("claims", &self.lock().len())
+            .field("claims", &claims.committed.len())
+            .field("open", &claims.open.len())
             .finish()
     }
 }
@@ -126,11 +171,16 @@ impl MemoryInbox {
         Self::default()
     }
 
-    /// Whether `consumer` has handled `message_id`.
+    /// Whether `consumer` has handled `message_id` (its claim committed).
     pub fn contains(&self, consumer: &str, message_id: Uuid) -> bool {
-        self.lock().contains_key(&(consumer.to_owned(), message_id))
+        self.shared
+            .lock()
+            .committed
+            .contains_key(&(consumer.to_owned(), message_id))
     }
+}
 
+impl Shared {
     fn lock(&self) -> MutexGuard<'_, Claims> {
         // Every change under the lock is a single step.
         self.claims
@@ -143,7 +193,13 @@ impl Inbox for MemoryInbox {
     type Tx = MemoryInboxTx;
 
     async fn begin(&self) -> Result<MemoryInboxTx, Error> {
-        Ok(MemoryInboxTx::default())
+        let mut claims = self.shared.lock();
+        claims.next += 1;
+        Ok(MemoryInboxTx {
+            shared: Arc::clone(&self.shared),
+            number: claims.next,
+            claims: Vec::new(),
+        })
     }
 
     async fn claim(
@@ -152,68 +208,52 @@ impl Inbox for MemoryInbox {
         consumer: &str,
         message_id: Uuid,
     ) -> Result<bool, Error> {
-        let key = (consumer.to_owned(), message_id);
-        if self.lock().contains_key(&key) || tx.claims.contains(&key) {
-            return Ok(false);
+        let claim = (consumer.to_owned(), message_id);
+        loop {
+            let ended = self.shared.ended.notified();
+            {
+                let mut claims = self.shared.lock();
+                if claims.committed.contains_key(&claim) {
+                    return Ok(false);
+                }
+                match claims.open.get(&claim) {
+                    Some(&holder) if holder == tx.number => return Ok(false),
+                    Some(_) => {}
+                    None => {
+                        claims.open.insert(claim.clone(), tx.number);
+                        tx.claims.push(claim);
+                        return Ok(true);
+                    }
+                }
+            }
+            // Another open transaction claimed it: its end decides.
+            ended.await;
         }
-        tx.claims.push(key);
-        Ok(true)
     }
 
-    async fn commit(&self, tx: MemoryInboxTx) -> Result<(), Error> {
+    async fn commit(&self, mut tx: MemoryInboxTx) -> Result<(), Error> {
         let now = Utc::now();
-        let mut claims = self.lock();
-        for key in tx.claims {
-            claims.entry(key).or_insert(now);
+        let mut claims = self.shared.lock();
+        for claim in tx.claims.drain(..) {
+            claims.open.remove(&claim);
+            claims.committed.entry(claim).or_insert(now);
         }
+        drop(claims);
+        self.shared.ended.notify_waiters();
         Ok(())
     }
 
-    async fn rollback(&self, _tx: MemoryInboxTx) -> Result<(), Error> {
+    async fn rollback(&self, tx: MemoryInboxTx) -> Result<(), Error> {
+        drop(tx);
         Ok(())
     }
 
     async fn prune(&self, consumer: &str, before: DateTime<Utc>) -> Result<u64, Error> {
-        let mut claims = self.lock();
-        let count = claims.len();
-        claims.retain(|(name, _), claimed| name != consumer || *claimed >= before);
-        Ok((count - claims.len()) as u64)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn rolled_back_claims_are_forgotten_and_consumers_are_separate() {
-        let inbox = MemoryInbox::new();
-        let id = Uuid::now_v7();
-        let mut tx = inbox.begin().await.unwrap();
-        assert!(inbox.claim(&mut tx, "a", id).await.unwrap());
-        assert!(
-            !inbox.claim(&mut tx, "a", id).await.unwrap(),
-            "twice in one transaction"
-        );
-        inbox.rollback(tx).await.unwrap();
-        assert!(!inbox.contains("a", id));
-
-        let mut tx = inbox.begin().await.unwrap();
-        assert!(inbox.claim(&mut tx, "a", id).await.unwrap());
-        assert!(
-            inbox.claim(&mut tx, "b", id).await.unwrap(),
-            "another consumer"
-        );
-        inbox.commit(tx).await.unwrap();
-        assert!(inbox.contains("a", id) && inbox.contains("b", id));
-
-        assert_eq!(
-            inbox
-                .prune("a", Utc::now() + chrono::Duration::seconds(1))
-                .await
-                .unwrap(),
-            1
-        );
-        assert!(!inbox.contains("a", id) && inbox.contains("b", id));
+        let mut claims = self.shared.lock();
+        let count = claims.committed.len();
+        claims
+            .committed
+            .retain(|(name, _), claimed| name != consumer || *claimed >= before);
+        Ok((count - claims.committed.len()) as u64)
     }
 }

@@ -144,11 +144,13 @@ impl ProjectionBackend for MemoryProjectionBackend {
         to: GlobalPosition,
     ) -> Result<(), Error> {
         let mut state = self.lock();
+        let key = (name.to_owned(), version);
         let checkpoint = state
             .checkpoints
-            .entry((name.to_owned(), version))
-            .or_default();
-        if *checkpoint != from {
+            .get(&key)
+            .copied()
+            .unwrap_or(GlobalPosition::START);
+        if checkpoint != from {
             return Err(Error::backend(
                 "memory",
                 false,
@@ -157,7 +159,7 @@ impl ProjectionBackend for MemoryProjectionBackend {
                 ),
             ));
         }
-        *checkpoint = to;
+        state.checkpoints.insert(key, to);
         Ok(())
     }
 

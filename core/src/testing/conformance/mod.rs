@@ -1,13 +1,27 @@
-//! The conformance suite: the contract of [`EventStore`] and
-//! [`OutboxReader`] as executable cases. Every backend runs all of them.
+//! The conformance suites: the contracts of the backend traits as
+//! executable cases. A backend runs the suite of every trait it implements:
 //!
-//! Generate the tests with [`conformance_tests!`](crate::conformance_tests),
-//! naming the module `conformance_<backend>` so that every test name
-//! carries both words. The factory is an async block that yields a fresh,
-//! empty store; it runs once per case.
+//! | suite | contract | macro | factory yields |
+//! | --- | --- | --- | --- |
+//! | the store's | [`EventStore`], with [`OutboxReader`] to see the outbox it writes | [`conformance_tests!`](crate::conformance_tests) | a store |
+//! | [`outbox_source`] | [`OutboxSource`] | [`outbox_source_tests!`](crate::outbox_source_tests) | `(store, source)` over the store's outbox |
+//! | [`inbox`] | [`Inbox`] | [`inbox_tests!`](crate::inbox_tests) | an inbox |
+//! | [`projection`] | [`ProjectionBackend`] | [`projection_backend_tests!`](crate::projection_backend_tests) | a [`projection::ProjectionFixture`] |
+//!
+//! Each macro generates one `#[test]` per case in a module of the given
+//! name; name it `<suite>_<backend>` so that every test name carries both.
+//! The factory is an async block that yields fresh, empty backends; it runs
+//! once per case, on the case's runtime.
 //!
 //! ```
-//! annals::conformance_tests!(conformance_memory, async { annals::MemoryEventStore::new() });
+//! use annals::MemoryEventStore;
+//!
+//! annals::conformance_tests!(conformance_memory, async { MemoryEventStore::new() });
+//! annals::outbox_source_tests!(outbox_source_memory, async {
+//!     let store = MemoryEventStore::new();
+//!     (store.clone(), store)
+//! });
+//! annals::inbox_tests!(inbox_memory, async { annals::MemoryInbox::new() });
 //! ```
 //!
 //! Each case is also a public async function, for backends that need their
@@ -15,13 +29,19 @@
 //!
 //! [`EventStore`]: crate::EventStore
 //! [`OutboxReader`]: crate::OutboxReader
+//! [`OutboxSource`]: crate::OutboxSource
+//! [`Inbox`]: crate::Inbox
+//! [`ProjectionBackend`]: crate::ProjectionBackend
 
 pub mod commands;
 pub mod decoding;
 mod fixtures;
 pub mod global;
+pub mod inbox;
 pub mod input;
 pub mod outbox;
+pub mod outbox_source;
+pub mod projection;
 pub mod repository;
 pub mod snapshots;
 pub mod streams;
@@ -119,6 +139,83 @@ macro_rules! conformance_tests {
     };
 }
 
+/// Generates one `#[test]` per case of the [`OutboxSource`](crate::OutboxSource)
+/// suite in a module named `$module`; `$factory` (an async block) yields
+/// `(store, source)`: a fresh, empty store and the source over its outbox.
+#[macro_export]
+macro_rules! outbox_source_tests {
+    ($module:ident, $factory:expr) => {
+        $crate::__conformance_cases! {
+            $module, $factory,
+            outbox_source::shards_partition_the_outbox,
+            outbox_source::checkpoints_round_trip_and_never_go_back,
+            outbox_source::one_lease_per_shard_and_relay,
+            outbox_source::prune_deletes_the_shard_up_to_the_limit,
+            outbox_source::parked_records_come_back_oldest_first,
+            outbox_source::backlog_counts_the_shard_after_the_checkpoint,
+            outbox_source::the_outbox_signal_wakes_a_waiting_relay,
+        }
+    };
+}
+
+/// Generates one `#[test]` per case of the [`Inbox`](crate::Inbox) suite in
+/// a module named `$module`; `$factory` (an async block) yields a fresh,
+/// empty inbox.
+#[macro_export]
+macro_rules! inbox_tests {
+    ($module:ident, $factory:expr) => {
+        $crate::__conformance_cases! {
+            $module, $factory,
+            inbox::a_message_is_claimed_once_per_consumer,
+            inbox::a_rolled_back_claim_is_forgotten,
+            inbox::a_concurrent_claim_waits_for_the_first_transaction,
+            inbox::prune_forgets_one_consumers_claims_before_a_time,
+        }
+    };
+}
+
+/// Generates one `#[test]` per case of the
+/// [`ProjectionBackend`](crate::ProjectionBackend) suite in a module named
+/// `$module`; `$factory` (an async block) yields a
+/// [`ProjectionFixture`](crate::testing::conformance::projection::ProjectionFixture):
+/// a fresh store, the backend over it, and the read model of the suite's
+/// projection written with the backend's transactions.
+///
+/// ```
+/// use annals::testing::conformance::projection::{MemoryTally, ProjectionFixture};
+/// use annals::{MemoryEventStore, MemoryProjectionBackend};
+///
+/// annals::projection_backend_tests!(projection_memory, async {
+///     ProjectionFixture {
+///         store: MemoryEventStore::new(),
+///         backend: MemoryProjectionBackend::new(),
+///         model: MemoryTally::new(),
+///     }
+/// });
+/// ```
+#[macro_export]
+macro_rules! projection_backend_tests {
+    ($module:ident, $factory:expr) => {
+        $crate::__conformance_cases! {
+            $module, $factory,
+            projection::catches_up_then_follows_live,
+            projection::restarts_resume_from_the_checkpoint_applying_each_event_once,
+            projection::events_of_other_types_advance_the_checkpoint_without_the_handler,
+            projection::one_runner_applies_and_a_standby_takes_over_from_its_checkpoint,
+            projection::a_projection_that_cannot_clear_its_read_model_refuses_a_reset,
+            projection::the_status_counts_the_backlog_and_reaches_zero_when_caught_up,
+            projection::a_poison_event_is_parked_and_stops_the_projection_until_fixed,
+            projection::with_skip_a_poison_event_is_parked_counted_and_passed,
+            projection::an_undecodable_event_of_a_known_type_stops_the_projection,
+            projection::skipped_events_are_replayed_through_the_handle_once_fixed,
+            projection::a_reset_clears_the_version_and_the_next_run_replays_everything_once,
+            projection::the_first_version_serves_at_once_and_a_new_version_rebuilds_beside_it,
+            projection::a_held_rebuild_shows_its_progress_while_the_serving_version_keeps_up,
+            projection::checkpoints_move_only_from_where_they_are,
+        }
+    };
+}
+
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __conformance_cases {
@@ -131,8 +228,8 @@ macro_rules! __conformance_cases {
                 #[test]
                 fn $case() {
                     $crate::testing::conformance::run(async {
-                        let store = $factory.await;
-                        $crate::testing::conformance::$group::$case(store).await;
+                        let backend = $factory.await;
+                        $crate::testing::conformance::$group::$case(backend).await;
                     });
                 }
             )+
