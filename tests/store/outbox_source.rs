@@ -1,103 +1,30 @@
-//! The store as the source of outbox relays: shards that partition the
-//! outbox, checkpoints that only move forward and only while the lease
-//! holds, leases that are exclusive and die with their session, pruning,
-//! parking and the backlog.
+//! The outbox as relays read it in PostgreSQL ([`PgOutbox`]): the
+//! conformance suite of `OutboxSource`, and what is Postgres's own: the SQL
+//! twin of the key hash, leases that die with their session, and the shard
+//! indexes and the plans they serve.
 
 use std::time::Duration;
 
-use annals::testing::conformance::outbox::message;
-use annals::{
-    AppendRequest, EventStore, ExpectedVersion, GlobalPosition, Metadata, NewEvent, OutboxReader,
-    OutboxRecord, OutboxShard, OutboxSource, Payload, StreamId,
-};
-
+use annals::testing::conformance::outbox_source::{keys, shard_records, write};
+use annals::{GlobalPosition, OutboxRecord, OutboxShard, OutboxSource};
 use annals_postgres::PgOutbox;
 
-use crate::common::{TestStore, connect, database_url, eventually, fresh_store};
+use crate::common::{connect, database_url, eventually, fresh_store};
 
-/// Keys spread over the shards, non-ASCII ones among them (the hash is of
-/// the UTF-8 bytes).
-fn keys() -> Vec<String> {
-    (0..60)
-        .map(|n| match n % 3 {
-            0 => format!("order-{n}"),
-            1 => format!("Bestellung-ü-{n}"),
-            _ => format!("注文-{n}"),
-        })
-        .collect()
-}
+annals::outbox_source_tests!(outbox_source_postgres, async {
+    let store = crate::common::fresh_store().await;
+    let outbox = annals_postgres::PgOutbox::new(&store);
+    (store, outbox)
+});
 
-/// One append per key, each with an event and one outbox message.
-async fn write(store: &TestStore, keys: &[String]) {
-    for key in keys {
-        let stream = StreamId::new(key).unwrap();
-        let event = NewEvent::raw("E", 1, Payload::encode(&1).unwrap(), Metadata::default());
-        store
-            .append(
-                AppendRequest::new(stream.clone(), ExpectedVersion::Any)
-                    .event(event)
-                    .outbox_message(message(&stream, 1, key)),
-            )
-            .await
-            .unwrap();
-    }
-}
-
-async fn everything(store: &TestStore) -> Vec<OutboxRecord> {
-    PgOutbox::new(store)
-        .read_outbox(OutboxShard::ALL, GlobalPosition::START, 10_000)
-        .await
-        .unwrap()
-}
-
-async fn shard_records(store: &TestStore, shard: OutboxShard) -> Vec<OutboxRecord> {
-    PgOutbox::new(store)
-        .read_outbox(shard, GlobalPosition::START, 10_000)
-        .await
-        .unwrap()
-}
-
+/// The SQL twin of the hash, which filled the rows written before the column
+/// existed (migration 3), agrees with the client's.
 #[tokio::test]
-async fn postgres_shards_partition_the_outbox() {
+async fn postgres_key_hash_in_sql_agrees_with_the_client() {
     let store = fresh_store().await;
-    let keys = keys();
-    write(&store, &keys).await;
-    let all = everything(&store).await;
-    assert_eq!(all.len(), keys.len());
-    assert_eq!(shard_records(&store, OutboxShard::ALL).await, all);
-
-    let mut relayed = Vec::new();
-    for shard in OutboxShard::split(3).unwrap() {
-        let records = shard_records(&store, shard).await;
-        assert!(!records.is_empty(), "60 keys leave no shard of 3 empty");
-        assert!(
-            records
-                .iter()
-                .all(|record| shard.contains(&record.message.key)),
-            "shard {shard} holds only its own keys"
-        );
-        assert!(
-            records
-                .windows(2)
-                .all(|pair| pair[0].position < pair[1].position),
-            "shard {shard} reads in position order"
-        );
-        // Paging after a record of the shard goes on where it stopped.
-        let rest = PgOutbox::new(&store)
-            .read_outbox(shard, records[0].position, 10_000)
-            .await
-            .unwrap();
-        assert_eq!(rest, records[1..]);
-        relayed.extend(records);
-    }
-    relayed.sort_by_key(|record| record.position);
-    assert_eq!(relayed, all, "every record in exactly one shard");
-
-    // The SQL twin of the hash, which filled rows written before the column
-    // existed, agrees with the client's.
     let client = connect(database_url()).await.unwrap();
     let sql = format!("SELECT \"{}\".outbox_key_hash($1)", store.schema().name());
-    for key in &keys {
+    for key in &keys() {
         let stored: i32 = client.query_one(&sql, &[key]).await.unwrap().get(0);
         assert_eq!(
             u32::from_ne_bytes(stored.to_ne_bytes()),
@@ -108,117 +35,14 @@ async fn postgres_shards_partition_the_outbox() {
 }
 
 #[tokio::test]
-async fn postgres_checkpoints_round_trip_and_never_go_back() {
-    let store = fresh_store().await;
-    write(&store, &keys()[..3]).await;
-    let all = everything(&store).await;
-    let shard = OutboxShard::new(1, 2).unwrap();
-    let lease = PgOutbox::new(&store).acquire("relay", shard).await.unwrap();
-    assert_eq!(
-        PgOutbox::new(&store)
-            .checkpoint("relay", shard)
-            .await
-            .unwrap(),
-        None
-    );
-
-    PgOutbox::new(&store)
-        .save_checkpoint(&lease, "relay", shard, all[1].position)
-        .await
-        .unwrap();
-    assert_eq!(
-        PgOutbox::new(&store)
-            .checkpoint("relay", shard)
-            .await
-            .unwrap(),
-        Some(all[1].position)
-    );
-    PgOutbox::new(&store)
-        .save_checkpoint(&lease, "relay", shard, all[0].position)
-        .await
-        .unwrap();
-    assert_eq!(
-        PgOutbox::new(&store)
-            .checkpoint("relay", shard)
-            .await
-            .unwrap(),
-        Some(all[1].position),
-        "a late save does not move the checkpoint back"
-    );
-    PgOutbox::new(&store)
-        .save_checkpoint(&lease, "relay", shard, all[2].position)
-        .await
-        .unwrap();
-    assert_eq!(
-        PgOutbox::new(&store)
-            .checkpoint("relay", shard)
-            .await
-            .unwrap(),
-        Some(all[2].position)
-    );
-
-    // Checkpoints are per relay and per shard (of a given count).
-    assert_eq!(
-        PgOutbox::new(&store)
-            .checkpoint("other", shard)
-            .await
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        PgOutbox::new(&store)
-            .checkpoint("relay", OutboxShard::new(1, 3).unwrap())
-            .await
-            .unwrap(),
-        None
-    );
-}
-
-#[tokio::test]
-async fn postgres_one_lease_per_shard_and_relay() {
-    let store = fresh_store().await;
-    let lease = PgOutbox::new(&store)
-        .acquire("relay", OutboxShard::ALL)
-        .await
-        .unwrap();
-    let waiting = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            PgOutbox::new(&store)
-                .acquire("relay", OutboxShard::ALL)
-                .await
-        })
-    };
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(!waiting.is_finished(), "the second relay waits");
-    let other_relay = PgOutbox::new(&store)
-        .acquire("other-relay", OutboxShard::ALL)
-        .await
-        .unwrap();
-    let other_shard = PgOutbox::new(&store)
-        .acquire("relay", OutboxShard::new(0, 2).unwrap())
-        .await
-        .unwrap();
-    assert!(PgOutbox::new(&store).is_held(&lease));
-    drop(lease);
-    let taken_over = tokio::time::timeout(Duration::from_secs(5), waiting)
-        .await
-        .expect("the waiting relay takes over once the lease is dropped")
-        .unwrap()
-        .unwrap();
-    assert!(PgOutbox::new(&store).is_held(&taken_over));
-    assert!(PgOutbox::new(&store).is_held(&other_relay));
-    assert!(PgOutbox::new(&store).is_held(&other_shard));
-}
-
-#[tokio::test]
 async fn postgres_a_lease_whose_session_dies_is_lost_and_fenced() {
     let store = fresh_store().await;
+    let outbox = PgOutbox::new(&store);
     write(&store, &keys()[..2]).await;
-    let all = everything(&store).await;
+    let all = shard_records(&outbox, OutboxShard::ALL).await;
     let shard = OutboxShard::ALL;
-    let lease = PgOutbox::new(&store).acquire("relay", shard).await.unwrap();
-    PgOutbox::new(&store)
+    let lease = outbox.acquire("relay", shard).await.unwrap();
+    outbox
         .save_checkpoint(&lease, "relay", shard, all[0].position)
         .await
         .unwrap();
@@ -240,175 +64,46 @@ async fn postgres_a_lease_whose_session_dies_is_lost_and_fenced() {
         .unwrap();
 
     eventually(Duration::from_secs(5), "the lease is lost", || async {
-        !PgOutbox::new(&store).is_held(&lease)
+        !outbox.is_held(&lease)
     })
     .await;
-    let error = PgOutbox::new(&store)
+    let error = outbox
         .save_checkpoint(&lease, "relay", shard, all[1].position)
         .await
         .unwrap_err();
     assert!(error.is_lease_lost(), "{error:?}");
     assert!(!error.is_retriable());
     assert_eq!(
-        PgOutbox::new(&store)
-            .checkpoint("relay", shard)
-            .await
-            .unwrap(),
+        outbox.checkpoint("relay", shard).await.unwrap(),
         Some(all[0].position),
         "nothing written with the lost lease"
     );
     // The lock died with the session: a standby gets the shard at once.
-    let standby = tokio::time::timeout(
-        Duration::from_secs(5),
-        PgOutbox::new(&store).acquire("relay", shard),
-    )
-    .await
-    .expect("the shard is free")
-    .unwrap();
-    assert!(PgOutbox::new(&store).is_held(&standby));
-}
-
-#[tokio::test]
-async fn postgres_prune_deletes_the_shard_up_to_the_limit() {
-    let store = fresh_store().await;
-    write(&store, &keys()).await;
-    let shards = OutboxShard::split(2).unwrap();
-    let pruned_shard = shard_records(&store, shards[0]).await;
-    let kept_shard = shard_records(&store, shards[1]).await;
-    let through = pruned_shard[pruned_shard.len() - 2].position;
-
-    assert_eq!(
-        PgOutbox::new(&store)
-            .prune(shards[0], through, 0)
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(
-        PgOutbox::new(&store)
-            .prune(shards[0], through, 3)
-            .await
-            .unwrap(),
-        3
-    );
-    assert_eq!(
-        shard_records(&store, shards[0]).await,
-        pruned_shard[3..],
-        "the oldest go first"
-    );
-    let rest = (pruned_shard.len() - 1 - 3) as u64;
-    assert_eq!(
-        PgOutbox::new(&store)
-            .prune(shards[0], through, 1_000)
-            .await
-            .unwrap(),
-        rest
-    );
-    assert_eq!(
-        shard_records(&store, shards[0]).await,
-        pruned_shard[pruned_shard.len() - 1..],
-        "nothing after `through` goes"
-    );
-    assert_eq!(shard_records(&store, shards[1]).await, kept_shard);
-    assert_eq!(
-        PgOutbox::new(&store)
-            .prune(shards[0], through, 1_000)
-            .await
-            .unwrap(),
-        0
-    );
-}
-
-#[tokio::test]
-async fn postgres_parked_records_come_back_oldest_first() {
-    let store = fresh_store().await;
-    write(&store, &keys()[..3]).await;
-    let all = everything(&store).await;
-    assert!(
-        PgOutbox::new(&store)
-            .parked("relay")
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    PgOutbox::new(&store)
-        .park("relay", &all[2], "message too large")
+    let standby = tokio::time::timeout(Duration::from_secs(5), outbox.acquire("relay", shard))
         .await
+        .expect("the shard is free")
         .unwrap();
-    PgOutbox::new(&store)
-        .park("other", &all[1], "unknown topic")
-        .await
-        .unwrap();
-    PgOutbox::new(&store)
-        .park("relay", &all[0], "unknown topic")
-        .await
-        .unwrap();
-    assert_eq!(
-        PgOutbox::new(&store).parked("relay").await.unwrap(),
-        vec![
-            (all[2].clone(), "message too large".to_owned()),
-            (all[0].clone(), "unknown topic".to_owned()),
-        ]
-    );
-    assert_eq!(
-        PgOutbox::new(&store).parked("other").await.unwrap(),
-        vec![(all[1].clone(), "unknown topic".to_owned())]
-    );
-}
-
-#[tokio::test]
-async fn postgres_backlog_counts_the_shard_after_the_checkpoint() {
-    let store = fresh_store().await;
-    let shard = OutboxShard::new(0, 2).unwrap();
-    let empty = PgOutbox::new(&store)
-        .backlog(shard, GlobalPosition::START)
-        .await
-        .unwrap();
-    assert_eq!(empty.messages, 0);
-    assert_eq!(empty.oldest, None);
-
-    write(&store, &keys()).await;
-    let records = shard_records(&store, shard).await;
-    let backlog = PgOutbox::new(&store)
-        .backlog(shard, GlobalPosition::START)
-        .await
-        .unwrap();
-    assert_eq!(backlog.messages, records.len() as u64);
-    assert_eq!(backlog.oldest, Some(records[0].recorded_at));
-    let after_first = PgOutbox::new(&store)
-        .backlog(shard, records[0].position)
-        .await
-        .unwrap();
-    assert_eq!(after_first.messages, records.len() as u64 - 1);
-    assert_eq!(after_first.oldest, Some(records[1].recorded_at));
-    let drained = PgOutbox::new(&store)
-        .backlog(shard, records[records.len() - 1].position)
-        .await
-        .unwrap();
-    assert_eq!(drained.messages, 0);
+    assert!(outbox.is_held(&standby));
 }
 
 #[tokio::test]
 async fn postgres_shard_indexes_are_built_once_and_serve_the_shard_filter() {
     let store = fresh_store().await;
-    let keys = keys();
-    write(&store, &keys).await;
+    let outbox = PgOutbox::new(&store);
+    write(&store, &keys()).await;
     let before: Vec<Vec<OutboxRecord>> = {
         let mut shards = Vec::new();
         for shard in OutboxShard::split(3).unwrap() {
-            shards.push(shard_records(&store, shard).await);
+            shards.push(shard_records(&outbox, shard).await);
         }
         shards
     };
 
-    assert!(
-        PgOutbox::new(&store).create_shard_indexes(0).await.is_err(),
-        "no shards"
-    );
-    PgOutbox::new(&store).create_shard_indexes(1).await.unwrap();
-    PgOutbox::new(&store).create_shard_indexes(3).await.unwrap();
+    assert!(outbox.create_shard_indexes(0).await.is_err(), "no shards");
+    outbox.create_shard_indexes(1).await.unwrap();
+    outbox.create_shard_indexes(3).await.unwrap();
     // Again: nothing to do.
-    PgOutbox::new(&store).create_shard_indexes(3).await.unwrap();
+    outbox.create_shard_indexes(3).await.unwrap();
 
     let schema = store.schema().name().to_owned();
     let client = connect(database_url()).await.unwrap();
@@ -465,25 +160,16 @@ async fn postgres_shard_indexes_are_built_once_and_serve_the_shard_filter() {
 
     // Reads, the backlog and pruning keep to the shard as before.
     for (shard, records) in OutboxShard::split(3).unwrap().into_iter().zip(&before) {
-        assert_eq!(&shard_records(&store, shard).await, records);
-        let backlog = PgOutbox::new(&store)
-            .backlog(shard, GlobalPosition::START)
-            .await
-            .unwrap();
+        assert_eq!(&shard_records(&outbox, shard).await, records);
+        let backlog = outbox.backlog(shard, GlobalPosition::START).await.unwrap();
         assert_eq!(backlog.messages, records.len() as u64);
     }
     let shard = OutboxShard::new(1, 3).unwrap();
     let through = before[1][1].position;
+    assert_eq!(outbox.prune(shard, through, 1_000).await.unwrap(), 2);
+    assert_eq!(shard_records(&outbox, shard).await, before[1][2..]);
     assert_eq!(
-        PgOutbox::new(&store)
-            .prune(shard, through, 1_000)
-            .await
-            .unwrap(),
-        2
-    );
-    assert_eq!(shard_records(&store, shard).await, before[1][2..]);
-    assert_eq!(
-        shard_records(&store, OutboxShard::new(0, 3).unwrap()).await,
+        shard_records(&outbox, OutboxShard::new(0, 3).unwrap()).await,
         before[0]
     );
 }

@@ -28,6 +28,11 @@ impl TestStore {
     pub(crate) fn schema(&self) -> &Schema {
         &self.schema
     }
+
+    /// The schema, kept while the guard lives.
+    pub(crate) fn schema_guard(&self) -> Arc<Schema> {
+        Arc::clone(&self.schema)
+    }
 }
 
 impl Deref for TestStore {
