@@ -3,6 +3,8 @@
 //! half-written; command ids outlive the store.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use annals::testing::conformance::{added, read_stream, stream};
@@ -126,9 +128,11 @@ async fn grouped_writers_survive_connections_killed_mid_run_with_nothing_half_wr
 /// commands were written, and in how many transactions.
 async fn survive_kills(store: TestStore, writers_count: usize) -> (usize, usize) {
     const COMMANDS: usize = 150;
+    let landed = Arc::new(AtomicUsize::new(0));
     let mut writers = Vec::new();
     for writer in 0..writers_count {
         let store = store.clone();
+        let landed = Arc::clone(&landed);
         writers.push(tokio::spawn(async move {
             let mut requests = Vec::new();
             let mut failures = 0;
@@ -149,7 +153,10 @@ async fn survive_kills(store: TestStore, writers_count: usize) -> (usize, usize)
                 // write twice.
                 loop {
                     match store.append(request.clone()).await {
-                        Ok(_) => break,
+                        Ok(_) => {
+                            landed.fetch_add(1, Ordering::SeqCst);
+                            break;
+                        }
                         Err(error) => {
                             assert!(error.is_retriable(), "{error:?}");
                             failures += 1;
@@ -162,9 +169,21 @@ async fn survive_kills(store: TestStore, writers_count: usize) -> (usize, usize)
             (requests, failures)
         }));
     }
+    // Kills whenever the writers have landed a few more commands since the
+    // last kill, so that every kill cuts off appends in flight and the
+    // writers recover in between.
     let mut killed = 0;
     while !writers.iter().all(|writer| writer.is_finished()) {
-        tokio::time::sleep(Duration::from_millis(fastrand::u64(30..120))).await;
+        let target = landed.load(Ordering::SeqCst) + fastrand::usize(1..=8);
+        eventually(
+            Duration::from_secs(30),
+            "the writers land commands between kills",
+            || async {
+                landed.load(Ordering::SeqCst) >= target
+                    || writers.iter().all(|writer| writer.is_finished())
+            },
+        )
+        .await;
         killed += kill_connections(&store).await;
     }
     let mut requests = Vec::new();
