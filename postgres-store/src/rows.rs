@@ -138,7 +138,7 @@ pub(crate) fn append_outcome(
     outcome_columns(row, 2, stream, duplicate)
 }
 
-/// An append the group statement wrote (`sql/append/write_group.sql`):
+/// An append the group statement wrote (`grouped` in `sql/append/append.sql`):
 /// its stream id and the global position of its event, from the columns
 /// `stream_id, tx_id, position`.
 pub(crate) fn joined_append(row: &Row) -> Result<(&str, GlobalPosition), annals::Error> {

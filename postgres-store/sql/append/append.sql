@@ -5,10 +5,24 @@
 -- Every variant the store runs is this file with the lines of some
 -- `-- if` sections (README.md): one of `any`, `no_stream`,
 -- `stream_exists`, `exact` (the expected version), one of `one_event`,
--- `arrays` (the parameters), one of `answer`, `insert_only` (what the
--- statement ends with), and `notify`, `refuse_in_statement` where they
--- apply. The common command, one event at an exact version in autocommit
--- without NOTIFY, is `exact one_event insert_only`.
+-- `arrays` (the parameters), one of `answer`, `insert_only`, `grouped`
+-- (what the statement ends with), and `notify`, `refuse_in_statement`
+-- where they apply. The common command, one event at an exact version in
+-- autocommit without NOTIFY, is `exact one_event insert_only`.
+--
+-- The single events of several such commands that wait for the same lane
+-- go as one statement (group commit, src/store/group/): `exact one_event
+-- grouped` with its `-- for each append` sections once per append, each
+-- append's parameters numbered after the ones before it and its stream
+-- row CTE named stream_k from the second on, so that the server sets up
+-- one statement and one INSERT for the group instead of one of each per
+-- append. An append of NULLs pads a group to the statement's size and
+-- writes nothing; an append whose expected version does not hold (or
+-- whose stream's last writer is younger) writes nothing and answers no
+-- row, and goes again alone. The others answer `stream_id, tx_id,
+-- position`; the version each event got is its append's expected one plus
+-- one. The stream rows are locked in the order of the appends, which the
+-- group sorts by stream id as units of work do.
 --
 -- Parameters: $1 stream id, $2 expected version (NULL any, -1 the stream
 -- must exist, n >= 0 exactly n), $3 number of events, $4 the command id
@@ -84,6 +98,7 @@ serialized AS (
 -- An existing stream at exactly version $2: move it on. The writer that
 -- made version $2 committed before this one read it, so this transaction's
 -- id is younger; the comparison guards the rule all the same.
+-- for each append, naming stream, joined by ,
 stream AS (
     UPDATE {schema}.streams AS s
        SET version = s.version + $3::bigint,
@@ -94,6 +109,7 @@ stream AS (
        AND s.last_tx_id < pg_current_xact_id()
     RETURNING s.version
 )
+-- end for
 -- end if
 -- if one_event
 -- One event, without snapshot or outbox messages; it claims the append's
@@ -106,9 +122,11 @@ stream AS (
 INSERT INTO {schema}.events (stream_id, stream_version, event_id, event_type, event_version,
                              payload, correlation_id, causation_id, command_id, metadata,
                              append_command_id, append_event_count)
+-- for each append, naming stream, joined by UNION ALL
 SELECT $1::text, s.version, $5::uuid, $6::text, $7::integer, $8::jsonb, $9::uuid, $10::uuid,
        $11::uuid, $12::jsonb, $4::uuid, CASE WHEN $4::uuid IS NOT NULL THEN 1 END
   FROM stream s
+-- end for
 -- if answer
 RETURNING false AS is_duplicate, NULL::text AS stream_id, stream_version AS first_version,
           stream_version AS last_version, tx_id, position AS last_position
@@ -125,6 +143,9 @@ RETURNING tx_id, position
 -- if any or stream_exists
 RETURNING stream_version, tx_id, position
 -- end if
+-- end if
+-- if grouped
+RETURNING stream_id, tx_id, position
 -- end if
 -- end if
 -- if arrays

@@ -1,5 +1,5 @@
-//! The append statements: the variants of `sql/append/append.sql` and the
-//! group statements of `sql/append/group.sql`.
+//! The append statements: the variants of `sql/append/append.sql`, lone
+//! and for groups.
 
 use annals::ExpectedVersion;
 use tokio_postgres::types::Type;
@@ -50,7 +50,7 @@ fn expected_index(expected: ExpectedVersion) -> usize {
     }
 }
 
-/// The sizes of the group statements (`sql/append/group.sql`): a group of
+/// The sizes of the group statements (`grouped` in `sql/append/append.sql`): a group of
 /// lone appends takes the smallest that holds it, padded with appends of
 /// NULLs. Small groups, the common ones, fit exactly; larger ones are
 /// padded by at most a third, so that a connection prepares a dozen
@@ -58,8 +58,9 @@ fn expected_index(expected: ExpectedVersion) -> usize {
 /// process of every pooled connection).
 pub(crate) const GROUP_SIZES: [usize; 13] = [2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32, 48, 64];
 
-/// The parameters of one append in a group statement.
-pub(crate) const GROUP_COLUMNS: usize = 11;
+/// The parameters of one append in a group statement: those of a lone
+/// single-event append, without the channel.
+pub(crate) const GROUP_COLUMNS: usize = 12;
 
 /// Every variant of the lone append statement (one per expected version,
 /// shape, refusal and with or without `NOTIFY`), the group statements, and
@@ -67,7 +68,7 @@ pub(crate) const GROUP_COLUMNS: usize = 11;
 #[derive(Debug)]
 pub(crate) struct AppendStatements {
     lone: Vec<String>,
-    /// `group.sql` for each of [`GROUP_SIZES`].
+    /// The group statement for each of [`GROUP_SIZES`].
     groups: Vec<String>,
     pub(crate) refuse: String,
     pub(crate) stored_event_id: String,
@@ -87,12 +88,12 @@ impl AppendStatements {
                 }
             }
         }
-        let group = include_str!("../../sql/append/group.sql");
+        let grouped = ["exact", "one_event", "grouped"];
         AppendStatements {
             lone,
             groups: GROUP_SIZES
                 .iter()
-                .map(|&size| schema.fill(&expand(group, &[], size)))
+                .map(|&size| schema.fill(&expand(template, &grouped, size)))
                 .collect(),
             refuse: schema.statement(include_str!("../../sql/append/refuse.sql")),
             stored_event_id: schema.statement(include_str!("../../sql/stored_event_id.sql")),
@@ -152,7 +153,7 @@ impl AppendStatements {
             (name, sql.as_str(), &LEADING_TYPES[..])
         });
         let groups = GROUP_SIZES.iter().zip(&self.groups).map(|(size, sql)| {
-            let name = format!("group.sql for {size} appends");
+            let name = format!("append.sql grouped for {size} appends");
             (name, sql.as_str(), &[][..])
         });
         let others = [
@@ -226,15 +227,27 @@ mod tests {
         assert!(!sql.contains(&format!("${}", last + 1)), "{sql}");
         for append in 0..64 {
             let stream_id = append * GROUP_COLUMNS + 1;
-            let stream = format!("stream_{append} AS (\nUPDATE");
-            assert_eq!(sql.matches(&stream).count(), 1, "{sql}");
+            let name = match append {
+                0 => "stream".to_owned(),
+                _ => format!("stream_{append}"),
+            };
+            let stream = format!("{name} AS (\nUPDATE");
+            assert_eq!(sql.matches(&format!("\n{stream}")).count(), 1, "{sql}");
             assert!(
                 sql.contains(&format!("WHERE s.stream_id = ${stream_id}::text\n")),
                 "{sql}"
             );
-            assert!(sql.contains(&format!("FROM stream_{append}\n")), "{sql}");
+            assert!(sql.contains(&format!("FROM {name} s\n")), "{sql}");
         }
         assert_eq!(sql.matches("UNION ALL").count(), 63, "{sql}");
+        assert!(
+            sql.ends_with("FROM stream_63 s\nRETURNING stream_id, tx_id, position\n"),
+            "{sql}"
+        );
+        assert!(
+            !sql.contains("refuse_append") && !sql.contains("pg_notify"),
+            "{sql}"
+        );
     }
 
     #[test]
@@ -315,27 +328,17 @@ mod tests {
             Refusal::Afterwards,
             false,
         );
-        assert_eq!(
-            sql,
-            "WITH
-stream AS (
-UPDATE \"annals\".streams AS s
-SET version = s.version + $3::bigint,
-last_tx_id = pg_current_xact_id(),
-updated_at = now()
-WHERE s.stream_id = $1::text
-AND s.version = $2::bigint
-AND s.last_tx_id < pg_current_xact_id()
-RETURNING s.version
-)
-INSERT INTO \"annals\".events (stream_id, stream_version, event_id, event_type, event_version,
-payload, correlation_id, causation_id, command_id, metadata,
-append_command_id, append_event_count)
-SELECT $1::text, s.version, $5::uuid, $6::text, $7::integer, $8::jsonb, $9::uuid, $10::uuid,
-$11::uuid, $12::jsonb, $4::uuid, CASE WHEN $4::uuid IS NOT NULL THEN 1 END
-FROM stream s
-RETURNING tx_id, position
-"
+        let (group, _, _) = statements.group(2).unwrap();
+        assert!(sql.starts_with("WITH\nstream AS (\nUPDATE"), "{sql}");
+        assert_eq!(sql.matches(" AS (").count(), 1, "one CTE: {sql}");
+        assert!(sql.contains(")\nINSERT INTO \"annals\".events"), "{sql}");
+        assert!(
+            sql.ends_with("FROM stream s\nRETURNING tx_id, position\n"),
+            "{sql}"
+        );
+        assert!(
+            group.starts_with("WITH\nstream AS (\nUPDATE"),
+            "a group starts as the common append does: {group}"
         );
     }
 }

@@ -7,11 +7,13 @@
 //! - `-- if NAME` or `-- if NAME or NAME ...`, up to `-- end if`: lines
 //!   that a variant has only when it names one of the names; sections nest,
 //!   and a line is kept when every section around it is;
-//! - `-- for each WHAT, joined by WORDS`, up to `-- end for`: lines that a
-//!   variant has once per copy, the copies joined by a line of `WORDS`. The
-//!   parameters of the template's `-- for each` sections are those of one
-//!   copy: the k-th copy (from 0) has them numbered after those of the
-//!   copies before it, and its names that end in `_0` end in `_k`.
+//! - `-- for each WHAT, naming NAME, joined by WORDS` (or without
+//!   `naming NAME`), up to `-- end for`: lines that a variant has once per
+//!   copy, the copies joined by a line of `WORDS`. The parameters of the
+//!   template's `-- for each` sections are those of one copy: the k-th copy
+//!   (from 0) has them numbered after those of the copies before it, and
+//!   from the second copy on the name `NAME` is `NAME_k`. With one copy,
+//!   the lines are as written.
 //!
 //! The statement sent is the variant without its comment lines, blank
 //! lines and indentation, which the server would otherwise receive, scan
@@ -38,9 +40,10 @@ pub(crate) fn expand(template: &str, sections: &[&str], copies: usize) -> String
         } else if line == "-- end if" {
             kept.pop().expect("an `-- end if` closes an `-- if`");
         } else if let Some(what) = line.strip_prefix("-- for each ") {
-            let (_, joint) = what
+            let (what, joint) = what
                 .split_once(", joined by ")
                 .expect("a `-- for each` says what joins its copies");
+            let name = what.split_once(", naming ").map(|(_, name)| name);
             let body: Vec<&str> = lines
                 .by_ref()
                 .map(str::trim)
@@ -54,7 +57,7 @@ pub(crate) fn expand(template: &str, sections: &[&str], copies: usize) -> String
                         sql.push('\n');
                     }
                     for line in &body {
-                        sql.push_str(&renumber(line, copy, params));
+                        sql.push_str(&renumber(line, copy, params, name));
                         sql.push('\n');
                     }
                 }
@@ -108,32 +111,33 @@ fn leading_number(text: &str) -> Option<(usize, usize)> {
 }
 
 /// `line` as copy `copy` has it: each `$n` moved on by `copy * params`,
-/// each name ending in `_0` ending in `_{copy}`.
-fn renumber(line: &str, copy: usize, params: usize) -> String {
+/// and from the second copy on, each `name` (a whole name) is `name_{copy}`.
+fn renumber(line: &str, copy: usize, params: usize, name: Option<&str>) -> String {
     let mut out = String::with_capacity(line.len() + 8);
     let mut rest = line;
-    while let Some(at) = rest.find(['$', '_']) {
+    while let Some(at) = rest.find(|c: char| c == '$' || c.is_ascii_alphanumeric() || c == '_') {
         out.push_str(&rest[..at]);
-        let marker = &rest[at..at + 1];
-        let after = &rest[at + 1..];
-        match (marker, leading_number(after)) {
-            ("$", Some((number, digits))) => {
-                out.push_str(&format!("${}", number + copy * params));
-                rest = &after[digits..];
+        let from = &rest[at..];
+        if let Some(after) = from.strip_prefix('$') {
+            match leading_number(after) {
+                Some((number, digits)) => {
+                    out.push_str(&format!("${}", number + copy * params));
+                    rest = &after[digits..];
+                }
+                None => {
+                    out.push('$');
+                    rest = after;
+                }
             }
-            ("_", Some((0, 1)))
-                if at > 0
-                    && is_name_byte(rest.as_bytes()[at - 1])
-                    && !after[1..].bytes().next().is_some_and(is_name_byte) =>
-            {
-                out.push_str(&format!("_{copy}"));
-                rest = &after[1..];
-            }
-            _ => {
-                out.push_str(marker);
-                rest = after;
-            }
+            continue;
         }
+        let length = from.bytes().take_while(|&byte| is_name_byte(byte)).count();
+        let word = &from[..length];
+        out.push_str(word);
+        if copy > 0 && Some(word) == name {
+            out.push_str(&format!("_{copy}"));
+        }
+        rest = &from[length..];
     }
     out.push_str(rest);
     out
@@ -185,22 +189,22 @@ SELECT a
     fn copies_are_joined_and_numbered_after_each_other() {
         // Three parameters per copy, over both sections.
         let template = "WITH
--- for each row, joined by ,
-  r_0 AS (SELECT $1::text AS k, $2::int AS v)
+-- for each row, naming r, joined by ,
+  r AS (SELECT $1::text AS k, $2::int AS v)
 -- end for
--- for each row, joined by UNION ALL
-SELECT k, v, $3 FROM r_0
+-- for each row, naming r, joined by UNION ALL
+SELECT k, v, $3 FROM r
 -- end for
 ";
         assert_eq!(
             expand(template, &[], 3),
             "WITH
-r_0 AS (SELECT $1::text AS k, $2::int AS v)
+r AS (SELECT $1::text AS k, $2::int AS v)
 ,
 r_1 AS (SELECT $4::text AS k, $5::int AS v)
 ,
 r_2 AS (SELECT $7::text AS k, $8::int AS v)
-SELECT k, v, $3 FROM r_0
+SELECT k, v, $3 FROM r
 UNION ALL
 SELECT k, v, $6 FROM r_1
 UNION ALL
@@ -209,17 +213,18 @@ SELECT k, v, $9 FROM r_2
         );
         assert_eq!(
             expand(template, &[], 1),
-            "WITH\nr_0 AS (SELECT $1::text AS k, $2::int AS v)\nSELECT k, v, $3 FROM r_0\n",
+            "WITH\nr AS (SELECT $1::text AS k, $2::int AS v)\nSELECT k, v, $3 FROM r\n",
             "one copy is the template"
         );
     }
 
     #[test]
-    fn only_names_ending_in_a_lone_zero_and_parameters_are_renumbered() {
+    fn only_whole_names_and_parameters_are_renumbered() {
         assert_eq!(
-            renumber("SELECT s_0, s_01, s_0x, _0, $10, '$' FROM s_0", 2, 11),
-            "SELECT s_2, s_01, s_0x, _0, $32, '$' FROM s_2"
+            renumber("SELECT s, s.v, s_x, xs, $10, '$' FROM s", 2, 11, Some("s")),
+            "SELECT s_2, s_2.v, s_x, xs, $32, '$' FROM s_2"
         );
+        assert_eq!(renumber("SELECT s, $1", 0, 11, Some("s")), "SELECT s, $1");
         assert_eq!(highest_param("$1, $12::text, $3"), 12);
         assert_eq!(highest_param("no parameters"), 0);
     }

@@ -46,10 +46,11 @@ impl<'a> Calls<'a> {
 }
 
 /// The parameters of an append of NULLs that pads a group statement to its
-/// size (`sql/append/group.sql`): it matches no stream row and writes
-/// nothing.
+/// size (`grouped` in `sql/append/append.sql`): it matches no stream row
+/// and writes nothing.
 pub(super) const GROUP_PADDING: [&(dyn ToSql + Sync); GROUP_COLUMNS] = [
     &None::<&str>,
+    &None::<i64>,
     &None::<i64>,
     &None::<Uuid>,
     &None::<Uuid>,
@@ -237,10 +238,11 @@ impl<'a> AppendCall<'a> {
         params
     }
 
-    /// This append's parameters in a group statement
-    /// (`sql/append/group.sql`), when it can join one: a single event (no
+    /// This append's parameters in a group statement (`grouped` in
+    /// `sql/append/append.sql`), when it can join one: a single event (no
     /// snapshot, no outbox message) to an existing stream at an exact
-    /// version, without a `NOTIFY` of its own. Most commands can.
+    /// version, without a `NOTIFY` of its own. Most commands can. They are
+    /// the parameters of its lone statement.
     pub(super) fn group_row(&self) -> Option<[&(dyn ToSql + Sync); GROUP_COLUMNS]> {
         let Columns::Event(event) = &self.columns else {
             return None;
@@ -250,12 +252,11 @@ impl<'a> AppendCall<'a> {
         if !existing || self.notifies() {
             return None;
         }
-        // The order of sql/append/group.sql: the append's claim of its
-        // command id comes before the event's columns.
         let mut row: [&(dyn ToSql + Sync); GROUP_COLUMNS] = [&self.stream_id; GROUP_COLUMNS];
         row[1] = &self.expected;
-        row[2] = &self.request.command_id;
-        row[3..].copy_from_slice(&event.params());
+        row[2] = &self.count;
+        row[3] = &self.request.command_id;
+        row[4..].copy_from_slice(&event.params());
         Some(row)
     }
 

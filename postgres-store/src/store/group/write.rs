@@ -2,7 +2,7 @@
 //!
 //! The single events of most commands (one event to an existing stream at
 //! an exact version, nothing else) join group statements
-//! (`sql/append/group.sql`): the server then sets up one statement
+//! (`grouped` in `sql/append/append.sql`): the server then sets up one statement
 //! and one `INSERT` for many of them instead of one of each per append,
 //! which is most of what a small append costs it. The group's appends are
 //! written in stream-id order, as a unit of work's are, so that two
