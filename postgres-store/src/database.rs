@@ -2,6 +2,7 @@
 //! statements, sessions of their own outside the pool, the settings, and
 //! the wake-ups of readers.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +33,14 @@ pub(crate) struct Database {
     pub(crate) notify: Notify,
     pub(crate) horizon: HorizonSettings,
     pub(crate) notifications: Notifications,
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Database")
+            .field("schema", &self.schema.as_str())
+            .finish_non_exhaustive()
+    }
 }
 
 /// How the horizon of the global stream's readers is watched and waited

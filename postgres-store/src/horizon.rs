@@ -1,7 +1,6 @@
 //! The horizon of the global stream's readers: what holds it back, and
 //! reading below it.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,7 +61,7 @@ pub struct BlockingTransaction {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct PgHorizon {
     db: Arc<Database>,
 }
@@ -86,15 +85,6 @@ impl PgHorizon {
             .map_err(backend)?;
         report(found.as_ref(), self.db.horizon.warning);
         Ok(found)
-    }
-}
-
-impl fmt::Debug for PgHorizon {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PgHorizon")
-            .field("schema", &self.db.schema.as_str())
-            .field("warning", &self.db.horizon.warning)
-            .finish()
     }
 }
 

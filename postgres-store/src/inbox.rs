@@ -1,7 +1,6 @@
 //! The consumers' inbox in PostgreSQL: claims inserted in the handler's own
 //! transaction.
 
-use std::fmt;
 use std::sync::Arc;
 
 use annals::{Error, Inbox};
@@ -52,7 +51,7 @@ const PRUNE_BATCH: i64 = 10_000;
 ///
 /// With `annals-kafka`, pass it to `Consumer::builder(config, inbox)` and
 /// implement the handlers as `Handler<PgTx>`.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct PgInbox {
     db: Arc<Database>,
 }
@@ -64,14 +63,6 @@ impl PgInbox {
         PgInbox {
             db: Arc::clone(store.database()),
         }
-    }
-}
-
-impl fmt::Debug for PgInbox {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PgInbox")
-            .field("schema", &self.db.schema.as_str())
-            .finish()
     }
 }
 

@@ -13,44 +13,27 @@ struct Migration {
     sql: &'static str,
 }
 
+/// The migration `version` named `name`, from `migrations/{file}.sql`.
+macro_rules! migration {
+    ($version:literal, $name:literal, $file:literal) => {
+        Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!("../migrations/", $file, ".sql")),
+        }
+    };
+}
+
 /// Every migration, oldest first. Append new ones; never edit one that has
 /// shipped (the checksum check refuses to run against an edited history).
 const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "tables",
-        sql: include_str!("../migrations/0001_tables.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "refuse_append",
-        sql: include_str!("../migrations/0002_refuse_append.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "relay",
-        sql: include_str!("../migrations/0003_relay.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "projections",
-        sql: include_str!("../migrations/0004_projections.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "projection_serving",
-        sql: include_str!("../migrations/0005_projection_serving.sql"),
-    },
-    Migration {
-        version: 6,
-        name: "outbox_json",
-        sql: include_str!("../migrations/0006_outbox_json.sql"),
-    },
-    Migration {
-        version: 7,
-        name: "streams_without_check",
-        sql: include_str!("../migrations/0007_streams_without_check.sql"),
-    },
+    migration!(1, "tables", "0001_tables"),
+    migration!(2, "refuse_append", "0002_refuse_append"),
+    migration!(3, "relay", "0003_relay"),
+    migration!(4, "projections", "0004_projections"),
+    migration!(5, "projection_serving", "0005_projection_serving"),
+    migration!(6, "outbox_json", "0006_outbox_json"),
+    migration!(7, "streams_without_check", "0007_streams_without_check"),
 ];
 
 /// What one migration run did.

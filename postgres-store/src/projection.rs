@@ -4,7 +4,6 @@
 //! projection in another, one runner per projection version by advisory
 //! lock.
 
-use std::fmt;
 use std::sync::Arc;
 
 use annals::{Error, GlobalPosition, ParkedEvent, ProjectionBackend};
@@ -17,7 +16,7 @@ use crate::database::Database;
 use crate::error::{backend, corrupt};
 use crate::lease::PgLease;
 use crate::tx::PgTx;
-use crate::types::{JsonText, position_params, rest_of_metadata};
+use crate::types::{JsonText, integer_version, position_params, rest_of_metadata};
 use crate::{PgEventStore, rows};
 
 /// The [`ProjectionBackend`] of read models kept in PostgreSQL, beside a
@@ -95,7 +94,7 @@ use crate::{PgEventStore, rows};
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct PgProjectionBackend {
     db: Arc<Database>,
 }
@@ -107,14 +106,6 @@ impl PgProjectionBackend {
         PgProjectionBackend {
             db: Arc::clone(store.database()),
         }
-    }
-}
-
-impl fmt::Debug for PgProjectionBackend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PgProjectionBackend")
-            .field("schema", &self.db.schema.as_str())
-            .finish()
     }
 }
 
@@ -261,14 +252,10 @@ impl ProjectionBackend for PgProjectionBackend {
 
     async fn park(&self, parked: ParkedEvent) -> Result<(), Error> {
         let event = &parked.event;
-        let event_version = i32::try_from(event.event_version).map_err(|_| {
-            Error::Config(format!(
-                "event {} has schema version {}, larger than {}",
-                event.event_id,
-                event.event_version,
-                i32::MAX
-            ))
-        })?;
+        let event_version = integer_version(
+            event.event_version,
+            &format_args!("event {}", event.event_id),
+        )?;
         let metadata = rest_of_metadata(&event.metadata).map_err(|source| Error::Encode {
             what: format!("the metadata of event {}", event.event_id),
             source,

@@ -67,6 +67,20 @@ pub(crate) fn position_params(position: GlobalPosition) -> (Xid8, i64) {
     (Xid8(position.commit), bigint(position.sequence))
 }
 
+/// A schema version as the `integer` columns hold it; `what` (e.g. "message
+/// 0193...") names what has it in the error, for a version past `i32::MAX`.
+pub(crate) fn integer_version(
+    version: u32,
+    what: &dyn std::fmt::Display,
+) -> Result<i32, annals::Error> {
+    i32::try_from(version).map_err(|_| {
+        annals::Error::Config(format!(
+            "{what} has schema version {version}, larger than {}",
+            i32::MAX
+        ))
+    })
+}
+
 /// JSON text written to a `jsonb` (or `json`) parameter as it is, and read
 /// back as text, without parsing it into a value on the way: the server
 /// parses it once, the reader decodes it once.

@@ -4,7 +4,6 @@
 
 mod shard_index;
 
-use std::fmt;
 use std::sync::Arc;
 
 use annals::{
@@ -18,7 +17,7 @@ use crate::database::Database;
 use crate::error::backend;
 use crate::horizon::read_below;
 use crate::lease::PgLease;
-use crate::types::{JsonText, bigint, position_params};
+use crate::types::{JsonText, bigint, integer_version, position_params};
 use crate::{PgEventStore, rows};
 
 /// The outbox of a [`PgEventStore`]'s schema as relays see it: the
@@ -57,7 +56,7 @@ use crate::{PgEventStore, rows};
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct PgOutbox {
     db: Arc<Database>,
 }
@@ -69,14 +68,6 @@ impl PgOutbox {
         PgOutbox {
             db: Arc::clone(store.database()),
         }
-    }
-}
-
-impl fmt::Debug for PgOutbox {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PgOutbox")
-            .field("schema", &self.db.schema.as_str())
-            .finish()
     }
 }
 
@@ -197,14 +188,10 @@ impl OutboxSource for PgOutbox {
 
     async fn park(&self, relay: &str, record: &OutboxRecord, reason: &str) -> Result<(), Error> {
         let message = &record.message;
-        let event_version = i32::try_from(message.event_version).map_err(|_| {
-            Error::Config(format!(
-                "message {} has schema version {}, larger than {}",
-                message.message_id,
-                message.event_version,
-                i32::MAX
-            ))
-        })?;
+        let event_version = integer_version(
+            message.event_version,
+            &format_args!("message {}", message.message_id),
+        )?;
         let metadata =
             serde_json::to_string(&message.metadata).map_err(|source| Error::Encode {
                 what: format!("the metadata of message {}", message.message_id),
