@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use annals::testing::conformance::projection::{
-    ProjectionFixture, Tally, WAIT, Writer, append, assert_exact, reach, runner, start,
+    ProjectionFixture, Tally, WAIT, Writer, append, assert_exact, reach, runner,
 };
 use annals::{
     EventStore, GlobalPosition, ProjectionBackend, ProjectionExhausted, ProjectionHandle,
@@ -94,7 +94,9 @@ async fn named_runner(
         store: runners,
         model: PgTally::new(store),
     };
-    start::<ProjectionFixture<_, _, _>>(runner(&fixture, tally, ProjectionExhausted::Stop))
+    runner(&fixture, tally, ProjectionExhausted::Stop)
+        .start()
+        .expect("the runner starts")
 }
 
 /// The suite's fixture over the test store itself.
@@ -236,10 +238,10 @@ async fn postgres_projection_status_counts_the_backlog_and_shows_what_holds_the_
     .await;
     let tally = Tally::new(fixture.model.clone(), "any");
     tally.hold_after(0);
-    let handle = start::<ProjectionFixture<_, _, _>>(
-        runner(&fixture, &tally, ProjectionExhausted::Stop)
-            .progress(Duration::from_millis(20), 1_000),
-    );
+    let handle = runner(&fixture, &tally, ProjectionExhausted::Stop)
+        .progress(Duration::from_millis(20), 1_000)
+        .start()
+        .expect("the runner starts");
     // Held in its first batch: every event is still to be read, counted
     // once before the batch.
     let status = handle

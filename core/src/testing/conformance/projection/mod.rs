@@ -272,16 +272,6 @@ pub fn retries(attempts: u32, pause: Duration) -> RetryPolicy<ProjectionExhauste
         .with_backoff(Backoff::exponential(pause, pause * 10))
 }
 
-/// Starts `runner`.
-///
-/// # Panics
-/// When it cannot start.
-pub fn start<F: Fixture>(
-    runner: ProjectionRunner<F::Store, F::Backend, Tally<F::Model>>,
-) -> ProjectionHandle {
-    runner.start().expect("the runner starts")
-}
-
 /// Appends `amounts` to stream `name` as `Added` events; the position of the
 /// last.
 pub async fn append<S: EventStore>(store: &S, name: &str, amounts: &[i64]) -> GlobalPosition {

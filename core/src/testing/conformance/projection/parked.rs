@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{Fixture, Tally, TallyModel, WAIT, append, assert_exact, reach, runner, start};
+use super::{Fixture, Tally, TallyModel, WAIT, append, assert_exact, reach, runner};
 use crate::testing::conformance::{added, stream};
 use crate::{
     AppendRequest, EventStore, ExpectedVersion, GlobalPosition, Metadata, NewEvent, Payload,
@@ -21,7 +21,9 @@ pub async fn a_poison_event_is_parked_and_stops_the_projection_until_fixed<F: Fi
     append(store, "s", &[13, 4]).await;
     let last = append(store, "s", &[5]).await;
 
-    let handle = start::<F>(runner(&fixture, &tally, ProjectionExhausted::Stop));
+    let handle = runner(&fixture, &tally, ProjectionExhausted::Stop)
+        .start()
+        .expect("the runner starts");
     let status = handle
         .wait_until(WAIT, |status| {
             matches!(status.state, ProjectionState::Stopped { .. })
@@ -74,7 +76,9 @@ pub async fn a_poison_event_is_parked_and_stops_the_projection_until_fixed<F: Fi
 
     // Fixed: a restart applies the parked event first, then the rest.
     tally.set_broken(false);
-    let handle = start::<F>(runner(&fixture, &tally, ProjectionExhausted::Stop));
+    let handle = runner(&fixture, &tally, ProjectionExhausted::Stop)
+        .start()
+        .expect("the runner starts");
     assert_eq!(reach(&handle, last).await.checkpoint, last);
     assert_eq!(model.read(Some(1)).await.amount("s"), 25);
     assert_exact(&fixture, Some(1)).await;
@@ -93,7 +97,9 @@ pub async fn with_skip_a_poison_event_is_parked_counted_and_passed<F: Fixture>(f
     tally.poison(&[13]);
     append(store, "s", &[1, 13, 2]).await;
     let last = append(store, "s", &[4]).await;
-    let handle = start::<F>(runner(&fixture, &tally, ProjectionExhausted::Skip));
+    let handle = runner(&fixture, &tally, ProjectionExhausted::Skip)
+        .start()
+        .expect("the runner starts");
     let status = reach(&handle, last).await;
     assert_eq!(status.checkpoint, last);
     assert_eq!((status.skipped, status.parked), (1, 1));
@@ -117,7 +123,9 @@ pub async fn an_undecodable_event_of_a_known_type_stops_the_projection<F: Fixtur
         .await
         .unwrap();
     let tally = Tally::new(model.clone(), "any");
-    let handle = start::<F>(runner(&fixture, &tally, ProjectionExhausted::Stop));
+    let handle = runner(&fixture, &tally, ProjectionExhausted::Stop)
+        .start()
+        .expect("the runner starts");
     let status = handle
         .wait_until(WAIT, |status| {
             matches!(status.state, ProjectionState::Stopped { .. })
@@ -141,7 +149,9 @@ pub async fn skipped_events_are_replayed_through_the_handle_once_fixed<F: Fixtur
     tally.poison(&[13, 14]);
     append(store, "a", &[1, 13, 2]).await;
     let last = append(store, "b", &[14, 3]).await;
-    let handle = start::<F>(runner(&fixture, &tally, ProjectionExhausted::Skip));
+    let handle = runner(&fixture, &tally, ProjectionExhausted::Skip)
+        .start()
+        .expect("the runner starts");
     let status = reach(&handle, last).await;
     assert_eq!((status.checkpoint, status.skipped), (last, 2));
     assert_eq!((status.skipped, status.parked), (2, 2));
@@ -185,7 +195,9 @@ pub async fn a_reset_clears_the_version_and_the_next_run_replays_everything_once
     tally.poison(&[4]);
     append(store, "a", &[1, 2]).await;
     let last = append(store, "b", &[3, 4]).await;
-    let handle = start::<F>(runner(&fixture, &tally, ProjectionExhausted::Skip));
+    let handle = runner(&fixture, &tally, ProjectionExhausted::Skip)
+        .start()
+        .expect("the runner starts");
     reach(&handle, last).await;
     handle.stop(WAIT).await.unwrap();
     assert_eq!(backend.parked("tally", 1).await.unwrap().len(), 1);
@@ -201,7 +213,9 @@ pub async fn a_reset_clears_the_version_and_the_next_run_replays_everything_once
     assert!(tallies.streams.is_empty(), "the read model is cleared");
     assert_eq!(tallies.amount("a"), 0);
 
-    let handle = start::<F>(runner(&fixture, &tally, ProjectionExhausted::Skip));
+    let handle = runner(&fixture, &tally, ProjectionExhausted::Skip)
+        .start()
+        .expect("the runner starts");
     let status = reach(&handle, last).await;
     assert_eq!(status.checkpoint, last);
     let tallies = model.read(Some(1)).await;

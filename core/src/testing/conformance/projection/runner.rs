@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use super::{
-    Fixture, Tally, TallyModel, WAIT, append, assert_exact, reach, retries, runner, start,
-};
+use super::{Fixture, Tally, TallyModel, WAIT, append, assert_exact, reach, retries, runner};
 use crate::testing::conformance::stream;
 use crate::{
     AppendRequest, BoxError, Envelope, EventStore, ExpectedVersion, GlobalPosition, Metadata,
@@ -21,7 +19,9 @@ pub async fn catches_up_then_follows_live<F: Fixture>(fixture: F) {
         append(store, &format!("s-{}", n % 3), &[1, 2]).await;
     }
     let tally = Tally::new(model.clone(), "any");
-    let handle = start::<F>(runner(&fixture, &tally, ProjectionExhausted::Stop));
+    let handle = runner(&fixture, &tally, ProjectionExhausted::Stop)
+        .start()
+        .expect("the runner starts");
     let last = append(store, "s-0", &[100]).await;
     let status = reach(&handle, last).await;
     assert_eq!(status.checkpoint, last);
@@ -47,7 +47,9 @@ pub async fn restarts_resume_from_the_checkpoint_applying_each_event_once<F: Fix
     let tally = Tally::new(model.clone(), "any");
     let mut last = GlobalPosition::START;
     for round in 0..5 {
-        let handle = start::<F>(runner(&fixture, &tally, ProjectionExhausted::Stop));
+        let handle = runner(&fixture, &tally, ProjectionExhausted::Stop)
+            .start()
+            .expect("the runner starts");
         for n in 0..20 {
             last = append(store, &format!("s-{}", n % 4), &[round + 1]).await;
         }
@@ -57,7 +59,9 @@ pub async fn restarts_resume_from_the_checkpoint_applying_each_event_once<F: Fix
             handle.stop(WAIT).await.unwrap();
         }
     }
-    let handle = start::<F>(runner(&fixture, &tally, ProjectionExhausted::Stop));
+    let handle = runner(&fixture, &tally, ProjectionExhausted::Stop)
+        .start()
+        .expect("the runner starts");
     assert_eq!(reach(&handle, last).await.checkpoint, last);
     let applied = model.read(Some(1)).await.applied;
     let mut unique: Vec<_> = applied.iter().map(|(id, _)| *id).collect();
@@ -88,7 +92,9 @@ pub async fn events_of_other_types_advance_the_checkpoint_without_the_handler<F:
         .unwrap()
         .last_position;
     let tally = Tally::new(model.clone(), "any");
-    let handle = start::<F>(runner(&fixture, &tally, ProjectionExhausted::Stop));
+    let handle = runner(&fixture, &tally, ProjectionExhausted::Stop)
+        .start()
+        .expect("the runner starts");
     let status = reach(&handle, last).await;
     assert_eq!(status.checkpoint, last);
     assert_eq!(status.applied, 1);
@@ -102,16 +108,20 @@ pub async fn one_runner_applies_and_a_standby_takes_over_from_its_checkpoint<F: 
     fixture: F,
 ) {
     let (store, _, model) = fixture.parts();
-    let first = start::<F>(runner(
+    let first = runner(
         &fixture,
         &Tally::new(model.clone(), "first"),
         ProjectionExhausted::Stop,
-    ));
-    let second = start::<F>(runner(
+    )
+    .start()
+    .expect("the runner starts");
+    let second = runner(
         &fixture,
         &Tally::new(model.clone(), "second"),
         ProjectionExhausted::Stop,
-    ));
+    )
+    .start()
+    .expect("the runner starts");
     let mut last = GlobalPosition::START;
     for n in 0..40 {
         last = append(store, &format!("s-{}", n % 4), &[1, 2, 3]).await;
@@ -214,11 +224,11 @@ pub async fn the_status_counts_the_backlog_and_reaches_zero_when_caught_up<F: Fi
     let last = append(store, "s-0", &[1]).await;
     let tally = Tally::new(model.clone(), "any");
     tally.poison(&[2]);
-    let handle = start::<F>(
-        runner(&fixture, &tally, ProjectionExhausted::Stop)
-            .progress(Duration::ZERO, 40)
-            .retry_policy(retries(u32::MAX, Duration::from_millis(5))),
-    );
+    let handle = runner(&fixture, &tally, ProjectionExhausted::Stop)
+        .progress(Duration::ZERO, 40)
+        .retry_policy(retries(u32::MAX, Duration::from_millis(5)))
+        .start()
+        .expect("the runner starts");
     // Held at the first event of amount 2: the backlog behind it is counted,
     // up to the limit.
     let status = handle

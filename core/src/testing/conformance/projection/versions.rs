@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use super::{
     BATCH, Fixture, Tally, TallyModel, WAIT, Writer, append, assert_exact, reach, retries, runner,
-    start,
 };
 use crate::{ProjectionBackend, ProjectionExhausted, ProjectionState};
 
@@ -21,7 +20,9 @@ pub async fn the_first_version_serves_at_once_and_a_new_version_rebuilds_beside_
         append(store, &format!("s-{}", n % 4), &[1, 2, 3]).await;
     }
     let v1 = Tally::new(model.clone(), "v1");
-    let first = start::<F>(runner(&fixture, &v1, ProjectionExhausted::Stop));
+    let first = runner(&fixture, &v1, ProjectionExhausted::Stop)
+        .start()
+        .expect("the runner starts");
     let last = append(store, "s-0", &[10]).await;
     let status = reach(&first, last).await;
     assert_eq!(status.serving_version, Some(1));
@@ -32,10 +33,10 @@ pub async fn the_first_version_serves_at_once_and_a_new_version_rebuilds_beside_
     // applying; a handler that keeps failing holds it in the rebuild.
     let v2 = v1.version(2, "v2");
     v2.poison(&[10]);
-    let second = start::<F>(
-        runner(&fixture, &v2, ProjectionExhausted::Stop)
-            .retry_policy(retries(u32::MAX, Duration::from_millis(5))),
-    );
+    let second = runner(&fixture, &v2, ProjectionExhausted::Stop)
+        .retry_policy(retries(u32::MAX, Duration::from_millis(5)))
+        .start()
+        .expect("the runner starts");
     let status = second
         .wait_until(WAIT, |status| status.applied >= 7)
         .await
@@ -67,7 +68,9 @@ pub async fn the_first_version_serves_at_once_and_a_new_version_rebuilds_beside_
 
     // An older version started again does not take the serving place back.
     first.stop(WAIT).await.unwrap();
-    let again = start::<F>(runner(&fixture, &v1, ProjectionExhausted::Stop));
+    let again = runner(&fixture, &v1, ProjectionExhausted::Stop)
+        .start()
+        .expect("the runner starts");
     let status = again
         .wait_until(WAIT, |status| status.state == ProjectionState::Live)
         .await
@@ -90,7 +93,9 @@ pub async fn a_held_rebuild_shows_its_progress_while_the_serving_version_keeps_u
         append(store, &format!("s-{}", n % 7), &[n % 50 + 1]).await;
     }
     let v1 = Tally::new(model.clone(), "v1");
-    let serving = start::<F>(runner(&fixture, &v1, ProjectionExhausted::Stop));
+    let serving = runner(&fixture, &v1, ProjectionExhausted::Stop)
+        .start()
+        .expect("the runner starts");
     let writer = Writer::start(store);
     reach(&serving, append(store, "s-0", &[1]).await).await;
     assert_eq!(backend.serving("tally").await.unwrap(), Some(1));
@@ -105,7 +110,9 @@ pub async fn a_held_rebuild_shows_its_progress_while_the_serving_version_keeps_u
     } else {
         3
     } as u64;
-    let rebuild = start::<F>(runner(&fixture, &v2, ProjectionExhausted::Stop));
+    let rebuild = runner(&fixture, &v2, ProjectionExhausted::Stop)
+        .start()
+        .expect("the runner starts");
     let status = rebuild
         .wait_until(WAIT, |status| status.applied >= held)
         .await
