@@ -7,7 +7,8 @@ use super::{Fixture, Tally, TallyModel, WAIT, append, assert_exact, reach, runne
 use crate::testing::conformance::{added, stream};
 use crate::{
     AppendRequest, EventStore, ExpectedVersion, GlobalPosition, Metadata, NewEvent, Payload,
-    ProjectionBackend, ProjectionExhausted, ProjectionState, ReplayReport,
+    ProjectionBackend, ProjectionExhausted, ProjectionHandle, ProjectionState, ProjectionStatus,
+    ReplayReport,
 };
 
 /// An event the handler fails on, attempt after attempt, is parked with
@@ -24,12 +25,7 @@ pub async fn a_poison_event_is_parked_and_stops_the_projection_until_fixed<F: Fi
     let handle = runner(&fixture, &tally, ProjectionExhausted::Stop)
         .start()
         .expect("the runner starts");
-    let status = handle
-        .wait_until(WAIT, |status| {
-            matches!(status.state, ProjectionState::Stopped { .. })
-        })
-        .await
-        .unwrap();
+    let status = stopped(&handle).await;
     match &status.state {
         ProjectionState::Stopped { error: Some(error) } => {
             assert!(error.contains("cannot apply 13"), "{error}")
@@ -126,12 +122,7 @@ pub async fn an_undecodable_event_of_a_known_type_stops_the_projection<F: Fixtur
     let handle = runner(&fixture, &tally, ProjectionExhausted::Stop)
         .start()
         .expect("the runner starts");
-    let status = handle
-        .wait_until(WAIT, |status| {
-            matches!(status.state, ProjectionState::Stopped { .. })
-        })
-        .await
-        .unwrap();
+    let status = stopped(&handle).await;
     let ProjectionState::Stopped { error: Some(error) } = &status.state else {
         panic!("expected a stop, got {:?}", status.state);
     };
@@ -223,4 +214,14 @@ pub async fn a_reset_clears_the_version_and_the_next_run_replays_everything_once
     assert_eq!(tallies.applied.len(), 4);
     assert_exact(&fixture, Some(1)).await;
     handle.stop(WAIT).await.unwrap();
+}
+
+/// The status of the runner of `handle` once it has stopped.
+async fn stopped(handle: &ProjectionHandle) -> ProjectionStatus {
+    handle
+        .wait_until(WAIT, |status| {
+            matches!(status.state, ProjectionState::Stopped { .. })
+        })
+        .await
+        .expect("the runner stops")
 }
