@@ -95,3 +95,8 @@ impl Database {
         Ok(())
     }
 }
+
+/// `template` with `{schema}` replaced by the quoted schema name.
+pub(crate) fn render(template: &str, schema: &str) -> String {
+    template.replace("{schema}", &format!("\"{schema}\""))
+}

@@ -8,8 +8,8 @@ use annals_postgres::PgEventStore;
 use tokio_postgres::{Client, Statement};
 
 use super::model::{Account, AccountEvent, deposits};
-use super::{SUITE, render};
-use crate::database::Database;
+use super::SUITE;
+use crate::database::{Database, render};
 use crate::measure::medians;
 use crate::report::{Better, Measurement};
 
