@@ -207,7 +207,10 @@ pub(crate) async fn interleaved_all(
     Ok(rates[1..]
         .iter()
         .map(|values| {
-            let ratios = values.iter().zip(limits).map(|(value, limit)| value / limit);
+            let ratios = values
+                .iter()
+                .zip(limits)
+                .map(|(value, limit)| value / limit);
             Interleaved {
                 limit,
                 value: values.iter().sum::<f64>() / pairs,

@@ -86,7 +86,10 @@ impl Peer {
                     .await?;
                 Ok(format!("{rate}"))
             }
-            ["write-load", events] => self.write_load(number(events)?).await.map(|v| v.to_string()),
+            ["write-load", events] => self
+                .write_load(number(events)?)
+                .await
+                .map(|v| v.to_string()),
             ["load"] => self.load().await.map(|took| took.as_nanos().to_string()),
             _ => Err(format!("unknown request {line:?}")),
         }

@@ -15,14 +15,7 @@ use crate::measure::{Turns, Window};
 use crate::report::Measurement;
 
 /// The suites this build knows, in the order they run by default.
-pub(crate) const SUITES: &[&str] = &[
-    "append",
-    "projection",
-    "consumer",
-    "relay",
-    "scale",
-    "peer",
-];
+pub(crate) const SUITES: &[&str] = &["append", "projection", "consumer", "relay", "scale", "peer"];
 
 /// What the options of [`Options`] mean, for the usage message.
 pub(crate) const OPTIONS_HELP: &str = "\
@@ -62,7 +55,7 @@ impl Options {
     /// With `events` events in the filled store of `scale`: whole blocks of
     /// 100,000, at least 10 of them.
     pub(crate) fn with_scale_events(mut self, events: u64) -> Result<Self, String> {
-        if events % scale::BLOCK_EVENTS != 0 || events < 10 * scale::BLOCK_EVENTS {
+        if !events.is_multiple_of(scale::BLOCK_EVENTS) || events < 10 * scale::BLOCK_EVENTS {
             return Err(format!(
                 "--scale-events must be a multiple of {} and at least {}",
                 scale::BLOCK_EVENTS,

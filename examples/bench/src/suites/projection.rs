@@ -5,12 +5,12 @@
 
 use std::time::{Duration, Instant};
 
+use annals::ProjectionBackend as _;
 use annals::{
     AppendRequest, BoxError, Envelope, EventStore, ExpectedVersion, GlobalPosition, Projection,
     ProjectionRunner, RunnerConfig, StreamId,
 };
 use annals_postgres::tokio_postgres::types::{FromSql, Type};
-use annals::ProjectionBackend as _;
 use annals_postgres::{PgEventStore, PgProjectionBackend, PgTx, Xid8};
 use futures::future::try_join_all;
 use tokio_postgres::Client;
@@ -203,7 +203,14 @@ async fn runner_catch_up(
     round: usize,
 ) -> Result<f64, String> {
     let projection = RunnerBalances::new(store.schema(), format!("balances_{round}"));
-    catch_up(store, projection, GlobalPosition::START, last, EVENTS as u64).await
+    catch_up(
+        store,
+        projection,
+        GlobalPosition::START,
+        last,
+        EVENTS as u64,
+    )
+    .await
 }
 
 /// Events per second of the projection runner (batches of 500, its

@@ -7,16 +7,19 @@ use annals::{
 use annals_postgres::PgEventStore;
 use tokio_postgres::{Client, Statement};
 
-use super::model::{Account, AccountEvent, deposits};
 use super::SUITE;
+use super::model::{Account, AccountEvent, deposits};
 use crate::database::{Database, render};
 use crate::measure::medians;
 use crate::report::{Better, Measurement};
 
-const EVENTS: usize = 10_000;
+/// Events of the loaded aggregate.
+pub(crate) const EVENTS: usize = 10_000;
 const PER_APPEND: usize = 100;
-const WARM_UP: usize = 3;
-const RUNS: usize = 21;
+/// Unmeasured loads of each kind before the measured ones.
+pub(crate) const WARM_UP: usize = 3;
+/// Measured loads of each kind; the median is the figure.
+pub(crate) const RUNS: usize = 21;
 
 pub(super) async fn load(database: &Database) -> Result<Vec<Measurement>, String> {
     let store = database
@@ -121,7 +124,11 @@ pub(super) async fn load(database: &Database) -> Result<Vec<Measurement>, String
 
 /// 10,000 deposits on `account-{id}` in appends of 100; the last append
 /// carries a snapshot when `snapshot`.
-async fn write_account(store: &PgEventStore, id: &str, snapshot: bool) -> Result<(), String> {
+pub(crate) async fn write_account(
+    store: &PgEventStore,
+    id: &str,
+    snapshot: bool,
+) -> Result<(), String> {
     let stream =
         Repository::<Account, PgEventStore>::stream_id(id).map_err(|error| error.to_string())?;
     let mut state = Account::default();
@@ -152,7 +159,11 @@ async fn write_account(store: &PgEventStore, id: &str, snapshot: bool) -> Result
     Ok(())
 }
 
-async fn prepare(client: &Client, template: &str, schema: &str) -> Result<Statement, String> {
+pub(crate) async fn prepare(
+    client: &Client,
+    template: &str,
+    schema: &str,
+) -> Result<Statement, String> {
     client
         .prepare(&render(template, schema))
         .await
@@ -160,7 +171,7 @@ async fn prepare(client: &Client, template: &str, schema: &str) -> Result<Statem
 }
 
 /// Reads the events of `stream` from `from` and applies them to `state`.
-async fn raw_events(
+pub(crate) async fn raw_events(
     client: &Client,
     select: &Statement,
     stream: &str,
@@ -188,7 +199,7 @@ fn event_of(event_type: &str, version: u32, payload: &str) -> Result<Vec<Account
         .map_err(|error| error.to_string())
 }
 
-fn expect_full(version: u64) -> Result<(), String> {
+pub(crate) fn expect_full(version: u64) -> Result<(), String> {
     if version == EVENTS as u64 {
         Ok(())
     } else {

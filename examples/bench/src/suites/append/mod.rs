@@ -17,7 +17,10 @@ const SUITE: &str = "append";
 /// Each throughput figure and its limit are measured in turns (by default
 /// 8 pairs of 2-second windows, each after half a second of warm-up, 16
 /// seconds of each in all).
-pub(crate) async fn run(database: &Database, options: &Options) -> Result<Vec<Measurement>, String> {
+pub(crate) async fn run(
+    database: &Database,
+    options: &Options,
+) -> Result<Vec<Measurement>, String> {
     let turns = options.turns();
     let mut measurements = vec![writes::batched(database, turns).await?];
     measurements.extend(writes::commands(database, turns).await?);

@@ -5,8 +5,8 @@ use annals_postgres::{Notify, PgEventStore};
 use tokio_postgres::Client;
 use uuid::Uuid;
 
-use super::model::{Account, Deposit, command_metadata, deposited, deposits};
 use super::SUITE;
+use super::model::{Account, Deposit, command_metadata, deposited, deposits};
 use crate::database::{Database, render};
 use crate::measure::{Turns, Window, interleaved, throughput};
 use crate::report::Measurement;
@@ -276,7 +276,12 @@ pub(crate) async fn repository_commands(
     .await
 }
 
-pub(crate) async fn raw_commands(database: &Database, insert: &str, writers: usize, window: Window) -> f64 {
+pub(crate) async fn raw_commands(
+    database: &Database,
+    insert: &str,
+    writers: usize,
+    window: Window,
+) -> f64 {
     let round = Uuid::now_v7();
     throughput(writers, window, |writer, tally| {
         let connecting = database.connect();

@@ -25,7 +25,8 @@ use crate::suites::append::model::{Account, deposits};
 
 /// Events of the history per block (the short and long streams); the
 /// measured streams add 20.
-pub(crate) const BLOCK_EVENTS: u64 = (SHORT_STREAMS * SHORT_EVENTS + LONG_STREAMS * LONG_EVENTS) as u64;
+pub(crate) const BLOCK_EVENTS: u64 =
+    (SHORT_STREAMS * SHORT_EVENTS + LONG_STREAMS * LONG_EVENTS) as u64;
 /// Short streams per block.
 const SHORT_STREAMS: usize = 10_000;
 /// Events of a short stream, written in one append.
@@ -83,14 +84,18 @@ pub(super) async fn fill(
     for block in 0..blocks {
         let whole = history || block + 1 == blocks;
         // Long streams restart in the empty store's only whole block.
-        let long_version = if history { block * LONG_EVENTS as u64 } else { 0 };
+        let long_version = if history {
+            block * LONG_EVENTS as u64
+        } else {
+            0
+        };
         let last = write_block(store, block, blocks, whole, long_version).await?;
         if block + 1 < blocks {
             before_last = before_last.max(last);
         } else {
             return Ok((before_last, before_last.max(last)));
         }
-        if history && (block + 1) % 10 == 0 {
+        if history && (block + 1).is_multiple_of(10) {
             eprintln!(
                 "  filled {} of {blocks} blocks in {:.0} s",
                 block + 1,
@@ -163,11 +168,12 @@ fn stream(id: &str) -> Result<StreamId, String> {
 fn short_streams() -> Result<Vec<AppendRequest>, String> {
     (0..SHORT_STREAMS_PER_UNIT)
         .map(|_| {
-            Ok(
-                AppendRequest::new(stream(&Uuid::new_v4().to_string())?, ExpectedVersion::NoStream)
-                    .events(deposits(1, SHORT_EVENTS))
-                    .command_id(Uuid::now_v7()),
+            Ok(AppendRequest::new(
+                stream(&Uuid::new_v4().to_string())?,
+                ExpectedVersion::NoStream,
             )
+            .events(deposits(1, SHORT_EVENTS))
+            .command_id(Uuid::now_v7()))
         })
         .collect()
 }

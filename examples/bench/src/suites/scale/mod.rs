@@ -12,8 +12,6 @@ mod weight;
 
 use annals_postgres::PgEventStore;
 
-pub(crate) use fill::BLOCK_EVENTS;
-use reads::Pair;
 use super::Options;
 use crate::database::Database;
 use crate::measure::interleaved;
@@ -22,6 +20,8 @@ use crate::suites::append::writes::{
     BATCH, BATCH_WRITERS, COMMAND_CONNECTIONS, COMMAND_WRITERS, batched_appends,
     repository_commands,
 };
+pub(crate) use fill::BLOCK_EVENTS;
+use reads::Pair;
 
 /// The suite's name in the results.
 const SUITE: &str = "scale";
@@ -29,13 +29,18 @@ const SUITE: &str = "scale";
 /// Short streams per block of the fill.
 const STREAMS_PER_BLOCK: u64 = 10_000;
 
-pub(crate) async fn run(database: &Database, options: &Options) -> Result<Vec<Measurement>, String> {
+pub(crate) async fn run(
+    database: &Database,
+    options: &Options,
+) -> Result<Vec<Measurement>, String> {
     let blocks = options.scale_events / BLOCK_EVENTS;
     let filled = stores::filled(database, blocks).await?;
     let empty = stores::empty(database, blocks).await?;
-    let client = database.connect().await.map_err(|error| error.to_string())?;
-    let mut measurements =
-        weight::weigh(&client, &filled, blocks * STREAMS_PER_BLOCK).await?;
+    let client = database
+        .connect()
+        .await
+        .map_err(|error| error.to_string())?;
+    let mut measurements = weight::weigh(&client, &filled, blocks * STREAMS_PER_BLOCK).await?;
     let pair = Pair {
         empty: (&empty, empty.store(database, 4).await?),
         filled: (&filled, filled.store(database, 4).await?),
@@ -61,7 +66,7 @@ fn thousands(number: u64) -> String {
     let digits = number.to_string();
     let mut out = String::new();
     for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index) % 3 == 0 {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
             out.push(',');
         }
         out.push(digit);

@@ -38,7 +38,11 @@ pub(super) struct Pair<'a> {
 pub(super) async fn loads(pair: &Pair<'_>) -> Result<Vec<Measurement>, String> {
     let mut measurements = Vec::new();
     for (id, snapshots, what) in [
-        (LOADED, SnapshotPolicy::Never, "load a 1,000-event aggregate"),
+        (
+            LOADED,
+            SnapshotPolicy::Never,
+            "load a 1,000-event aggregate",
+        ),
         (
             LOADED_FROM_SNAPSHOT,
             SnapshotPolicy::Every(100),
@@ -52,7 +56,10 @@ pub(super) async fn loads(pair: &Pair<'_>) -> Result<Vec<Measurement>, String> {
         let load = |repository: &Repository<Account, PgEventStore>| {
             let repository = repository.clone();
             async move {
-                let loaded = repository.load(id).await.map_err(|error| error.to_string())?;
+                let loaded = repository
+                    .load(id)
+                    .await
+                    .map_err(|error| error.to_string())?;
                 if loaded.version == MEASURED_EVENTS && loaded.state.deposits == MEASURED_EVENTS {
                     Ok(())
                 } else {
@@ -69,7 +76,10 @@ pub(super) async fn loads(pair: &Pair<'_>) -> Result<Vec<Measurement>, String> {
 /// The median read of a page of 500 events of the global stream, the
 /// pages one after the other from the middle of each store.
 pub(super) async fn page(pair: &Pair<'_>) -> Result<Measurement, String> {
-    let (empty_cursor, filled_cursor) = (Cell::new(pair.empty.0.middle), Cell::new(pair.filled.0.middle));
+    let (empty_cursor, filled_cursor) = (
+        Cell::new(pair.empty.0.middle),
+        Cell::new(pair.filled.0.middle),
+    );
     let read = |store: &PgEventStore, cursor: &Cell<GlobalPosition>| {
         let (store, after) = (store.clone(), cursor.get());
         async move {
@@ -113,7 +123,10 @@ pub(super) async fn catch_ups(
     blocks: u64,
 ) -> Result<Measurement, String> {
     let read_models = database.new_schema("scale_read_models");
-    let client = database.connect().await.map_err(|error| error.to_string())?;
+    let client = database
+        .connect()
+        .await
+        .map_err(|error| error.to_string())?;
     client
         .batch_execute(&format!("CREATE SCHEMA \"{read_models}\""))
         .await
@@ -128,10 +141,16 @@ pub(super) async fn catch_ups(
     for round in 1..=ROUNDS {
         let (empty_round, filled_round) = if round % 2 == 1 {
             let empty_round = run(&pair.empty, format!("empty_{round}")).await?;
-            (empty_round, run(&pair.filled, format!("filled_{round}")).await?)
+            (
+                empty_round,
+                run(&pair.filled, format!("filled_{round}")).await?,
+            )
         } else {
             let filled_round = run(&pair.filled, format!("filled_{round}")).await?;
-            (run(&pair.empty, format!("empty_{round}")).await?, filled_round)
+            (
+                run(&pair.empty, format!("empty_{round}")).await?,
+                filled_round,
+            )
         };
         eprintln!(
             "  catch-up round {round}: empty store {empty_round:.0} events/s, filled {filled_round:.0} events/s"

@@ -143,7 +143,10 @@ async fn write(
     vacuum(client, &prepared.schema).await?;
     let middle = client
         .query_one(
-            &render(include_str!("../../../sql/scale/middle.sql"), &prepared.schema),
+            &render(
+                include_str!("../../../sql/scale/middle.sql"),
+                &prepared.schema,
+            ),
             &[&((prepared.events / 2) as i64)],
         )
         .await
@@ -210,14 +213,20 @@ async fn restore(client: &Client, prepared: &Prepared) -> Result<(), String> {
         .map_err(|error| error.to_string())?;
     let streams = client
         .execute(
-            &render(include_str!("../../../sql/scale/restore_streams.sql"), schema),
+            &render(
+                include_str!("../../../sql/scale/restore_streams.sql"),
+                schema,
+            ),
             &[&last],
         )
         .await
         .map_err(|error| error.to_string())?;
     let events = client
         .execute(
-            &render(include_str!("../../../sql/scale/restore_events.sql"), schema),
+            &render(
+                include_str!("../../../sql/scale/restore_events.sql"),
+                schema,
+            ),
             &[&last],
         )
         .await

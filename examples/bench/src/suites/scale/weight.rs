@@ -14,7 +14,10 @@ pub(super) async fn weigh(
     streams: u64,
 ) -> Result<Vec<Measurement>, String> {
     let rows = client
-        .query(include_str!("../../../sql/scale/weights.sql"), &[&filled.schema])
+        .query(
+            include_str!("../../../sql/scale/weights.sql"),
+            &[&filled.schema],
+        )
         .await
         .map_err(|error| error.to_string())?;
     let per_million = |bytes: i64, count: u64| bytes as f64 / 1e6 / (count as f64 / 1e6);
