@@ -25,7 +25,7 @@ const RUNS: usize = 21;
 /// batch.
 const PAGE: usize = 500;
 /// Catch-ups on each store, alternating; the better of each is kept.
-const ROUNDS: usize = 2;
+const ROUNDS: usize = 3;
 
 /// The two stores, each with a handle to read it.
 pub(super) struct Pair<'a> {
@@ -115,7 +115,7 @@ pub(super) async fn page(pair: &Pair<'_>) -> Result<Measurement, String> {
 }
 
 /// Events per second of a projection (one upsert per event) catching up
-/// with the last block from a checkpoint just before it, the better of two
+/// with the last block from a checkpoint just before it, the better of three
 /// rounds on each store, the stores taking turns.
 pub(super) async fn catch_ups(
     database: &Database,

@@ -8,10 +8,11 @@ use annals_postgres::{PgEventStore, Xid8};
 use tokio_postgres::Client;
 
 use super::fill::{self, BLOCK_EVENTS, MEASURED_EVENTS};
+use super::weight;
 use crate::database::{Database, render};
 
 /// The layout of the fill; a store filled with another is filled anew.
-const FORMAT: i32 = 1;
+const FORMAT: i32 = 2;
 
 /// A store ready to be measured, and where its marks are.
 #[derive(Debug, Clone)]
@@ -99,6 +100,7 @@ pub(super) async fn filled(database: &Database, blocks: u64) -> Result<Prepared,
     );
     let started = Instant::now();
     let prepared = write(database, &client, schema, blocks, true).await?;
+    weight::record(&client, &prepared.schema).await?;
     let took = started.elapsed();
     eprintln!("  filled in {:.0} s", took.as_secs_f64());
     record(&client, &prepared, blocks, took).await?;

@@ -1,13 +1,45 @@
-//! What the filled store weighs on disk per million events.
+//! What the filled store weighs on disk per million events, taken right
+//! after the fill: a later run's measurements write into the store and,
+//! once their rows are removed, leave free pages behind in its indexes.
 
 use tokio_postgres::Client;
 
 use super::SUITE;
 use super::stores::Prepared;
+use crate::database::render;
 use crate::report::Measurement;
 
+/// Records the size of every table the fill wrote, and of their indexes.
+pub(super) async fn record(client: &Client, schema: &str) -> Result<(), String> {
+    let rows = client
+        .query(include_str!("../../../sql/scale/weights.sql"), &[&schema])
+        .await
+        .map_err(|error| error.to_string())?;
+    client
+        .batch_execute(&render(
+            include_str!("../../../sql/scale/weights_table.sql"),
+            schema,
+        ))
+        .await
+        .map_err(|error| error.to_string())?;
+    let insert = render(
+        include_str!("../../../sql/scale/weights_record.sql"),
+        schema,
+    );
+    for row in &rows {
+        let (name, table, index, bytes): (String, String, bool, i64) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        client
+            .execute(&insert, &[&name, &table, &index, &bytes])
+            .await
+            .map_err(|error| error.to_string())?;
+    }
+    Ok(())
+}
+
 /// The size of the events table and of each of its indexes per million
-/// events, and of the streams table with its index per million streams.
+/// events, and of the streams table with its index per million streams,
+/// as recorded after the fill.
 pub(super) async fn weigh(
     client: &Client,
     filled: &Prepared,
@@ -15,8 +47,11 @@ pub(super) async fn weigh(
 ) -> Result<Vec<Measurement>, String> {
     let rows = client
         .query(
-            include_str!("../../../sql/scale/weights.sql"),
-            &[&filled.schema],
+            &render(
+                include_str!("../../../sql/scale/weights_read.sql"),
+                &filled.schema,
+            ),
+            &[],
         )
         .await
         .map_err(|error| error.to_string())?;
