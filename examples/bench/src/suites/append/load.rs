@@ -21,13 +21,17 @@ pub(crate) const WARM_UP: usize = 3;
 /// Measured loads of each kind; the median is the figure.
 pub(crate) const RUNS: usize = 21;
 
-pub(super) async fn load(database: &Database) -> Result<Vec<Measurement>, String> {
+/// A new store holding the 10,000-event account `load`, a connection for
+/// the raw limit, and its statement selecting a stream's events.
+pub(crate) async fn store_with_account(
+    database: &Database,
+    purpose: &str,
+) -> Result<(PgEventStore, Client, Statement), String> {
     let store = database
-        .store("load", |config| config)
+        .store(purpose, |config| config)
         .await
         .map_err(|error| error.to_string())?;
     write_account(&store, "load", false).await?;
-    write_account(&store, "load-snapshot", true).await?;
     let client = database
         .connect()
         .await
@@ -38,6 +42,12 @@ pub(super) async fn load(database: &Database) -> Result<Vec<Measurement>, String
         store.schema(),
     )
     .await?;
+    Ok((store, client, select_stream))
+}
+
+pub(super) async fn load(database: &Database) -> Result<Vec<Measurement>, String> {
+    let (store, client, select_stream) = store_with_account(database, "load").await?;
+    write_account(&store, "load-snapshot", true).await?;
     let select_snapshot = prepare(
         &client,
         include_str!("../../../sql/select_snapshot.sql"),
@@ -124,11 +134,7 @@ pub(super) async fn load(database: &Database) -> Result<Vec<Measurement>, String
 
 /// 10,000 deposits on `account-{id}` in appends of 100; the last append
 /// carries a snapshot when `snapshot`.
-pub(crate) async fn write_account(
-    store: &PgEventStore,
-    id: &str,
-    snapshot: bool,
-) -> Result<(), String> {
+async fn write_account(store: &PgEventStore, id: &str, snapshot: bool) -> Result<(), String> {
     let stream =
         Repository::<Account, PgEventStore>::stream_id(id).map_err(|error| error.to_string())?;
     let mut state = Account::default();
@@ -159,11 +165,7 @@ pub(crate) async fn write_account(
     Ok(())
 }
 
-pub(crate) async fn prepare(
-    client: &Client,
-    template: &str,
-    schema: &str,
-) -> Result<Statement, String> {
+async fn prepare(client: &Client, template: &str, schema: &str) -> Result<Statement, String> {
     client
         .prepare(&render(template, schema))
         .await

@@ -18,7 +18,7 @@ use annals_postgres::PgEventStore;
 use futures::FutureExt as _;
 
 use super::Options;
-use super::append::load::{EVENTS, RUNS, WARM_UP, expect_full, prepare, raw_events, write_account};
+use super::append::load::{EVENTS, RUNS, WARM_UP, expect_full, raw_events, store_with_account};
 use super::append::model::Account;
 use super::append::writes::{
     BATCH, BATCH_WRITERS, COMMAND_CONNECTIONS, COMMAND_WRITERS, CROWDED_WRITERS, raw_batched,
@@ -123,22 +123,8 @@ async fn loads(
     peer: &Peer,
     cqrs_es: &str,
 ) -> Result<Vec<Measurement>, String> {
-    let store = database
-        .store("peer_load", |config| config)
-        .await
-        .map_err(|error| error.to_string())?;
-    write_account(&store, "load", false).await?;
+    let (store, client, select) = store_with_account(database, "peer_load").await?;
     peer.write_load(EVENTS).await?;
-    let client = database
-        .connect()
-        .await
-        .map_err(|error| error.to_string())?;
-    let select = prepare(
-        &client,
-        include_str!("../../../sql/select_stream.sql"),
-        store.schema(),
-    )
-    .await?;
     let repository = Repository::<Account, PgEventStore>::new(store.clone());
     let medians = medians_of_all(
         WARM_UP,

@@ -9,7 +9,7 @@ use tokio_postgres::Client;
 
 use super::fill::{self, BLOCK_EVENTS, MEASURED_EVENTS};
 use super::weight;
-use crate::database::{Database, render};
+use crate::database::{Database, batch, execute, render};
 
 /// The layout of the fill; a store filled with another is filled anew.
 const FORMAT: i32 = 2;
@@ -176,63 +176,54 @@ async fn record(
     took: Duration,
 ) -> Result<(), String> {
     let schema = &prepared.schema;
-    client
-        .batch_execute(&render(
-            include_str!("../../../sql/scale/fill_table.sql"),
-            schema,
-        ))
-        .await
-        .map_err(|error| error.to_string())?;
-    client
-        .execute(
-            &render(include_str!("../../../sql/scale/fill_record.sql"), schema),
-            &[
-                &FORMAT,
-                &(blocks as i64),
-                &(prepared.events as i64),
-                &prepared.middle.to_string(),
-                &prepared.before_tail.to_string(),
-                &prepared.last.to_string(),
-                &took.as_secs_f64(),
-            ],
-        )
-        .await
-        .map_err(|error| error.to_string())?;
+    batch(
+        client,
+        include_str!("../../../sql/scale/fill_table.sql"),
+        schema,
+    )
+    .await?;
+    execute(
+        client,
+        include_str!("../../../sql/scale/fill_record.sql"),
+        schema,
+        &[
+            &FORMAT,
+            &(blocks as i64),
+            &(prepared.events as i64),
+            &prepared.middle.to_string(),
+            &prepared.before_tail.to_string(),
+            &prepared.last.to_string(),
+            &took.as_secs_f64(),
+        ],
+    )
+    .await?;
     Ok(())
 }
 
 /// Removes what an earlier run's measurements wrote into the filled store,
 /// and vacuums what that freed.
 async fn restore(client: &Client, prepared: &Prepared) -> Result<(), String> {
-    let schema = &prepared.schema;
-    let last = prepared.last.sequence as i64;
-    client
-        .batch_execute(&render(
-            include_str!("../../../sql/scale/restore_projections.sql"),
-            schema,
-        ))
-        .await
-        .map_err(|error| error.to_string())?;
-    let streams = client
-        .execute(
-            &render(
-                include_str!("../../../sql/scale/restore_streams.sql"),
-                schema,
-            ),
-            &[&last],
-        )
-        .await
-        .map_err(|error| error.to_string())?;
-    let events = client
-        .execute(
-            &render(
-                include_str!("../../../sql/scale/restore_events.sql"),
-                schema,
-            ),
-            &[&last],
-        )
-        .await
-        .map_err(|error| error.to_string())?;
+    let (schema, last) = (&prepared.schema, prepared.last.sequence as i64);
+    batch(
+        client,
+        include_str!("../../../sql/scale/restore_projections.sql"),
+        schema,
+    )
+    .await?;
+    let streams = execute(
+        client,
+        include_str!("../../../sql/scale/restore_streams.sql"),
+        schema,
+        &[&last],
+    )
+    .await?;
+    let events = execute(
+        client,
+        include_str!("../../../sql/scale/restore_events.sql"),
+        schema,
+        &[&last],
+    )
+    .await?;
     if events > 0 {
         let started = Instant::now();
         vacuum(client, schema).await?;

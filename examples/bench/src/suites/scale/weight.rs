@@ -6,7 +6,7 @@ use tokio_postgres::Client;
 
 use super::SUITE;
 use super::stores::Prepared;
-use crate::database::render;
+use crate::database::{batch, execute, render};
 use crate::report::Measurement;
 
 /// Records the size of every table the fill wrote, and of their indexes.
@@ -15,24 +15,22 @@ pub(super) async fn record(client: &Client, schema: &str) -> Result<(), String> 
         .query(include_str!("../../../sql/scale/weights.sql"), &[&schema])
         .await
         .map_err(|error| error.to_string())?;
-    client
-        .batch_execute(&render(
-            include_str!("../../../sql/scale/weights_table.sql"),
-            schema,
-        ))
-        .await
-        .map_err(|error| error.to_string())?;
-    let insert = render(
-        include_str!("../../../sql/scale/weights_record.sql"),
+    batch(
+        client,
+        include_str!("../../../sql/scale/weights_table.sql"),
         schema,
-    );
+    )
+    .await?;
     for row in &rows {
         let (name, table, index, bytes): (String, String, bool, i64) =
             (row.get(0), row.get(1), row.get(2), row.get(3));
-        client
-            .execute(&insert, &[&name, &table, &index, &bytes])
-            .await
-            .map_err(|error| error.to_string())?;
+        execute(
+            client,
+            include_str!("../../../sql/scale/weights_record.sql"),
+            schema,
+            &[&name, &table, &index, &bytes],
+        )
+        .await?;
     }
     Ok(())
 }
