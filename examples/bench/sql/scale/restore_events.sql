@@ -1,4 +1,4 @@
--- The events a previous run's measurements appended after the fill's last
--- position $1.
+-- The events a previous run's measurements appended: those above the
+-- fill's highest position $1.
 DELETE FROM {schema}.events
  WHERE position > $1

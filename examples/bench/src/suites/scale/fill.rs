@@ -59,6 +59,20 @@ pub(super) fn tail_events(blocks: u64) -> u64 {
     BLOCK_EVENTS + 2 * measured
 }
 
+/// Where a fill ended.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Filled {
+    /// The position of the last event before the last block, in the
+    /// global order.
+    pub(super) before_tail: GlobalPosition,
+    /// The position of the last event, in the global order.
+    pub(super) last: GlobalPosition,
+    /// The highest `position` column written. Not always that of `last`:
+    /// a transaction that took its id first may insert its rows after a
+    /// younger one inserted its own.
+    pub(super) highest_row: u64,
+}
+
 /// What one writer appends in a block, in order.
 enum Job {
     /// A unit of work creating short streams.
@@ -72,15 +86,18 @@ enum Job {
 
 /// Writes `blocks` blocks into `store`: all of every block when
 /// `history`, else only the measured streams' appends of every block but
-/// the last, and the last block whole. Returns the position of the last
-/// event before the last block, and of the last event.
+/// the last, and the last block whole.
 pub(super) async fn fill(
     store: &PgEventStore,
     blocks: u64,
     history: bool,
-) -> Result<(GlobalPosition, GlobalPosition), String> {
+) -> Result<Filled, String> {
     let started = Instant::now();
-    let mut before_last = GlobalPosition::START;
+    let mut filled = Filled {
+        before_tail: GlobalPosition::START,
+        last: GlobalPosition::START,
+        highest_row: 0,
+    };
     for block in 0..blocks {
         let whole = history || block + 1 == blocks;
         // Long streams restart in the empty store's only whole block.
@@ -89,12 +106,13 @@ pub(super) async fn fill(
         } else {
             0
         };
-        let last = write_block(store, block, blocks, whole, long_version).await?;
-        if block + 1 < blocks {
-            before_last = before_last.max(last);
-        } else {
-            return Ok((before_last, before_last.max(last)));
+        let (last, highest_row) = write_block(store, block, blocks, whole, long_version).await?;
+        filled.last = filled.last.max(last);
+        filled.highest_row = filled.highest_row.max(highest_row);
+        if block + 1 == blocks {
+            return Ok(filled);
         }
+        filled.before_tail = filled.last;
         if history && (block + 1).is_multiple_of(10) {
             eprintln!(
                 "  filled {} of {blocks} blocks in {:.0} s",
@@ -107,14 +125,15 @@ pub(super) async fn fill(
 }
 
 /// One block, by `WRITERS` writers at once; every append of it commits
-/// after every append of the blocks before. The position of its last event.
+/// after every append of the blocks before. The position of its last event
+/// and the highest row it wrote.
 async fn write_block(
     store: &PgEventStore,
     block: u64,
     blocks: u64,
     whole: bool,
     long_version: u64,
-) -> Result<GlobalPosition, String> {
+) -> Result<(GlobalPosition, u64), String> {
     let mut jobs: Vec<Vec<Job>> = (0..WRITERS).map(|_| Vec::new()).collect();
     jobs[0].push(Job::Measured(LOADED, false));
     jobs[1].push(Job::Measured(LOADED_FROM_SNAPSHOT, true));
@@ -135,7 +154,7 @@ async fn write_block(
         }
     }
     let writers = jobs.into_iter().map(|jobs| async move {
-        let mut last = GlobalPosition::START;
+        let (mut last, mut highest_row) = (GlobalPosition::START, 0);
         for job in jobs {
             let requests = match job {
                 Job::Short => short_streams()?,
@@ -151,12 +170,17 @@ async fn write_block(
                 .map_err(|error| error.to_string())?;
             for outcome in outcomes {
                 last = last.max(outcome.last_position);
+                highest_row = highest_row.max(outcome.last_position.sequence);
             }
         }
-        Ok::<_, String>(last)
+        Ok::<_, String>((last, highest_row))
     });
-    let lasts = try_join_all(writers).await?;
-    Ok(lasts.into_iter().max().unwrap_or(GlobalPosition::START))
+    let ends = try_join_all(writers).await?;
+    Ok(ends
+        .into_iter()
+        .fold((GlobalPosition::START, 0), |(last, row), (l, r)| {
+            (last.max(l), row.max(r))
+        }))
 }
 
 fn stream(id: &str) -> Result<StreamId, String> {

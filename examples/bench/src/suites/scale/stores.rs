@@ -12,7 +12,7 @@ use super::weight;
 use crate::database::{Database, batch, execute, render};
 
 /// The layout of the fill; a store filled with another is filled anew.
-const FORMAT: i32 = 2;
+const FORMAT: i32 = 3;
 
 /// A store ready to be measured, and where its marks are.
 #[derive(Debug, Clone)]
@@ -26,6 +26,9 @@ pub(super) struct Prepared {
     pub(super) before_tail: GlobalPosition,
     /// The position of the last event of the fill.
     pub(super) last: GlobalPosition,
+    /// The highest `position` column of the fill: what lies above it, a
+    /// run's measurements wrote.
+    pub(super) highest_row: u64,
 }
 
 impl Prepared {
@@ -76,6 +79,7 @@ pub(super) async fn filled(database: &Database, blocks: u64) -> Result<Prepared,
                 middle: position(2)?,
                 before_tail: position(3)?,
                 last: position(4)?,
+                highest_row: row.get::<_, i64>(7) as u64,
                 schema: schema.clone(),
             };
             eprintln!(
@@ -87,7 +91,21 @@ pub(super) async fn filled(database: &Database, blocks: u64) -> Result<Prepared,
             // Connecting applies the migrations added since the fill.
             prepared.store(database, 1).await?;
             restore(&client, &prepared).await?;
-            return Ok(prepared);
+            let count: i64 = client
+                .query_one(
+                    &render(include_str!("../../../sql/scale/count.sql"), &schema),
+                    &[],
+                )
+                .await
+                .map_err(|error| error.to_string())?
+                .get(0);
+            if count as u64 == prepared.events {
+                return Ok(prepared);
+            }
+            eprintln!(
+                "  {schema} holds {count} events after removing the earlier runs', not {}: filling it again",
+                prepared.events
+            );
         }
     }
     client
@@ -133,9 +151,12 @@ async fn write(
         middle: GlobalPosition::START,
         before_tail: GlobalPosition::START,
         last: GlobalPosition::START,
+        highest_row: 0,
     };
     let store = prepared.store(database, 4).await?;
-    (prepared.before_tail, prepared.last) = fill::fill(&store, blocks, history).await?;
+    let filled = fill::fill(&store, blocks, history).await?;
+    (prepared.before_tail, prepared.last) = (filled.before_tail, filled.last);
+    prepared.highest_row = filled.highest_row;
     prepared.events = 2 * MEASURED_EVENTS
         + if history {
             blocks * BLOCK_EVENTS
@@ -193,6 +214,7 @@ async fn record(
             &prepared.middle.to_string(),
             &prepared.before_tail.to_string(),
             &prepared.last.to_string(),
+            &(prepared.highest_row as i64),
             &took.as_secs_f64(),
         ],
     )
@@ -203,7 +225,7 @@ async fn record(
 /// Removes what an earlier run's measurements wrote into the filled store,
 /// and vacuums what that freed.
 async fn restore(client: &Client, prepared: &Prepared) -> Result<(), String> {
-    let (schema, last) = (&prepared.schema, prepared.last.sequence as i64);
+    let (schema, last) = (&prepared.schema, prepared.highest_row as i64);
     batch(
         client,
         include_str!("../../../sql/scale/restore_projections.sql"),
