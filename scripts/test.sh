@@ -18,9 +18,14 @@ section() { printf '\n==> %s\n' "$*"; }
 
 section "formatting"
 cargo fmt --all -- --check
+cargo fmt --manifest-path examples/bench/peer/Cargo.toml -- --check
 
 section "clippy"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+# The bench's cqrs-es program, a workspace of its own so that its
+# dependencies stay out of the builds above; compiled and linted here so
+# that it cannot rot (annals-bench's peer suite runs it).
+cargo clippy --manifest-path examples/bench/peer/Cargo.toml --all-targets --locked -- -D warnings
 
 section "PostgreSQL"
 if [ -z "${ANNALS_TEST_DATABASE_URL:-}" ]; then

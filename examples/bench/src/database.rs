@@ -4,6 +4,7 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use annals_postgres::{Config, PgEventStore};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
 
 /// Where the suites run, and what they leave behind to clean up.
@@ -94,4 +95,31 @@ impl Database {
         }
         Ok(())
     }
+}
+
+/// `template` with `{schema}` replaced by the quoted schema name.
+pub(crate) fn render(template: &str, schema: &str) -> String {
+    template.replace("{schema}", &format!("\"{schema}\""))
+}
+
+/// Runs the statement `template` for `schema` with `params`; the rows it
+/// changed.
+pub(crate) async fn execute(
+    client: &Client,
+    template: &str,
+    schema: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, String> {
+    client
+        .execute(&render(template, schema), params)
+        .await
+        .map_err(|error| error.to_string())
+}
+
+/// Runs the statements of `template`, without parameters, for `schema`.
+pub(crate) async fn batch(client: &Client, template: &str, schema: &str) -> Result<(), String> {
+    client
+        .batch_execute(&render(template, schema))
+        .await
+        .map_err(|error| error.to_string())
 }

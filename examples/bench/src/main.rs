@@ -3,11 +3,13 @@
 //!
 //! ```text
 //! ANNALS_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
-//!     cargo run --release -p annals-bench -- [SUITE...] [--json PATH]
+//!     cargo run --release -p annals-bench -- [SUITE...] [--json PATH] \
+//!     [--turns N] [--scale-events N]
 //! ```
 //!
 //! Without suites, every suite runs. Each run works in schemas of its own
-//! and drops them at the end.
+//! and drops them at the end, except the filled store of the `scale`
+//! suite, which later runs reuse.
 
 mod database;
 mod measure;
@@ -19,19 +21,22 @@ use std::process::ExitCode;
 
 use database::Database;
 use report::Measurement;
+use suites::Options;
 
-const USAGE: &str = "usage: annals-bench [SUITE...] [--json PATH]";
+const USAGE: &str = "usage: annals-bench [SUITE...] [--json PATH] [--turns N] [--scale-events N]";
 
 #[derive(Debug)]
 struct Arguments {
     suites: Vec<String>,
     json: Option<PathBuf>,
+    options: Options,
 }
 
 fn parse(arguments: impl Iterator<Item = String>) -> Result<Arguments, String> {
     let mut parsed = Arguments {
         suites: Vec::new(),
         json: None,
+        options: Options::default(),
     };
     let mut arguments = arguments.peekable();
     while let Some(argument) = arguments.next() {
@@ -39,6 +44,14 @@ fn parse(arguments: impl Iterator<Item = String>) -> Result<Arguments, String> {
             "--json" => {
                 let path = arguments.next().ok_or("--json needs a path")?;
                 parsed.json = Some(PathBuf::from(path));
+            }
+            "--turns" => {
+                let turns = number(arguments.next(), "--turns")?;
+                parsed.options = parsed.options.with_turns(turns)?;
+            }
+            "--scale-events" => {
+                let events = number(arguments.next(), "--scale-events")?;
+                parsed.options = parsed.options.with_scale_events(events)?;
             }
             "-h" | "--help" => return Err(String::new()),
             flag if flag.starts_with('-') => return Err(format!("unknown option {flag}")),
@@ -62,6 +75,13 @@ fn parse(arguments: impl Iterator<Item = String>) -> Result<Arguments, String> {
     Ok(parsed)
 }
 
+fn number<T: std::str::FromStr>(word: Option<String>, option: &str) -> Result<T, String> {
+    let word = word.ok_or_else(|| format!("{option} needs a number"))?;
+    word.replace('_', "")
+        .parse()
+        .map_err(|_| format!("{option} needs a number, not {word:?}"))
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let arguments = match parse(std::env::args().skip(1)) {
@@ -70,7 +90,11 @@ async fn main() -> ExitCode {
             if !problem.is_empty() {
                 eprintln!("{problem}");
             }
-            eprintln!("{USAGE}\nsuites: {}", suites::SUITES.join(", "));
+            eprintln!(
+                "{USAGE}\nsuites: {}\n{}",
+                suites::SUITES.join(", "),
+                suites::OPTIONS_HELP
+            );
             return ExitCode::from(2);
         }
     };
@@ -85,7 +109,7 @@ async fn main() -> ExitCode {
     let mut failed = false;
     for suite in &arguments.suites {
         eprintln!("running suite {suite}...");
-        match suites::run(suite, &database).await {
+        match suites::run(suite, &database, &arguments.options).await {
             Ok(done) => measurements.extend(done),
             Err(problem) => {
                 eprintln!("suite {suite} failed: {problem}");
@@ -130,5 +154,11 @@ mod tests {
         assert!(args("nonsense").is_err());
         assert!(args("--json").is_err());
         assert!(args("--fast").is_err());
+        let sized = args("scale --turns 2 --scale-events 1_000_000").unwrap();
+        assert_eq!(sized.options.turns, 2);
+        assert_eq!(sized.options.scale_events, 1_000_000);
+        assert!(args("--turns 0").is_err());
+        assert!(args("--turns two").is_err());
+        assert!(args("--scale-events 1234567").is_err());
     }
 }

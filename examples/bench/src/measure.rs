@@ -6,6 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt as _;
+use futures::future::LocalBoxFuture;
+
 /// How long writers run before and while they are counted.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Window {
@@ -78,25 +81,51 @@ where
     V: FnMut() -> VFut,
     VFut: Future<Output = Result<(), String>>,
 {
-    for _ in 0..warm_up {
-        limit().await?;
-        value().await?;
-    }
-    let mut limits = Vec::with_capacity(runs);
-    let mut values = Vec::with_capacity(runs);
-    for round in 0..runs {
-        if round % 2 == 0 {
-            limits.push(timed(limit()).await?);
-            values.push(timed(value()).await?);
-        } else {
-            values.push(timed(value()).await?);
-            limits.push(timed(limit()).await?);
-        }
-    }
-    Ok((median_of(limits), median_of(values)))
+    let medians = medians_of_all(
+        warm_up,
+        runs,
+        &mut [
+            Box::new(|| timed(limit()).boxed_local()),
+            Box::new(|| timed(value()).boxed_local()),
+        ],
+    )
+    .await?;
+    Ok((medians[0], medians[1]))
 }
 
-async fn timed(run: impl Future<Output = Result<(), String>>) -> Result<Duration, String> {
+/// One of several contenders whose durations are compared: each call runs
+/// it once and returns how long it took.
+pub(crate) type TimedRun<'a> =
+    Box<dyn FnMut() -> LocalBoxFuture<'a, Result<Duration, String>> + 'a>;
+
+/// The median durations of `runs` runs of each contender, after `warm_up`
+/// unmeasured runs of each, the contenders taking turns, each round
+/// starting with the next one (see [`medians`]).
+pub(crate) async fn medians_of_all(
+    warm_up: usize,
+    runs: usize,
+    contenders: &mut [TimedRun<'_>],
+) -> Result<Vec<Duration>, String> {
+    for _ in 0..warm_up {
+        for contender in contenders.iter_mut() {
+            contender().await?;
+        }
+    }
+    let count = contenders.len();
+    let mut durations = vec![Vec::with_capacity(runs); count];
+    for round in 0..runs {
+        for turn in 0..count {
+            let index = (round + turn) % count;
+            durations[index].push(contenders[index]().await?);
+        }
+    }
+    Ok(durations.into_iter().map(median_of).collect())
+}
+
+/// How long `run` takes.
+pub(crate) async fn timed(
+    run: impl Future<Output = Result<(), String>>,
+) -> Result<Duration, String> {
     let started = Instant::now();
     run.await?;
     Ok(started.elapsed())
@@ -135,27 +164,59 @@ pub(crate) async fn interleaved<L, LF, V, VF>(
     turns: Turns,
     mut limit: L,
     mut value: V,
-) -> Interleaved
+) -> Result<Interleaved, String>
 where
     L: FnMut(Window) -> LF,
     LF: Future<Output = f64>,
     V: FnMut(Window) -> VF,
     VF: Future<Output = f64>,
 {
-    let (mut limits, mut values) = (0.0f64, 0.0f64);
-    let (mut lowest_ratio, mut highest_ratio) = (f64::INFINITY, 0.0f64);
+    let mut figures = interleaved_all(
+        turns,
+        &mut [
+            Box::new(|window| limit(window).map(Ok).boxed_local()),
+            Box::new(|window| value(window).map(Ok).boxed_local()),
+        ],
+    )
+    .await?;
+    Ok(figures.remove(0))
+}
+
+/// One of several contenders measured in turns: each call runs it for a
+/// window and returns its rate.
+pub(crate) type WindowRun<'a> =
+    Box<dyn FnMut(Window) -> LocalBoxFuture<'a, Result<f64, String>> + 'a>;
+
+/// Measures several contenders in turns (see [`interleaved`]): in each of
+/// `turns.pairs` turns every contender runs one window, the first (the
+/// limit) first. Returns, for every contender after the first, its mean
+/// beside the limit's, and the lowest and highest ratio of one turn.
+pub(crate) async fn interleaved_all(
+    turns: Turns,
+    contenders: &mut [WindowRun<'_>],
+) -> Result<Vec<Interleaved>, String> {
+    let mut rates = vec![Vec::with_capacity(turns.pairs); contenders.len()];
     for _ in 0..turns.pairs {
-        let pair = (limit(turns.window).await, value(turns.window).await);
-        limits += pair.0;
-        values += pair.1;
-        lowest_ratio = lowest_ratio.min(pair.1 / pair.0);
-        highest_ratio = highest_ratio.max(pair.1 / pair.0);
+        for (contender, rates) in contenders.iter_mut().zip(&mut rates) {
+            rates.push(contender(turns.window).await?);
+        }
     }
     let pairs = turns.pairs as f64;
-    Interleaved {
-        limit: limits / pairs,
-        value: values / pairs,
-        lowest_ratio,
-        highest_ratio,
-    }
+    let limits = &rates[0];
+    let limit = limits.iter().sum::<f64>() / pairs;
+    Ok(rates[1..]
+        .iter()
+        .map(|values| {
+            let ratios = values
+                .iter()
+                .zip(limits)
+                .map(|(value, limit)| value / limit);
+            Interleaved {
+                limit,
+                value: values.iter().sum::<f64>() / pairs,
+                lowest_ratio: ratios.clone().fold(f64::INFINITY, f64::min),
+                highest_ratio: ratios.fold(0.0, f64::max),
+            }
+        })
+        .collect())
 }

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use annals::ProjectionBackend as _;
 use annals::{
     AppendRequest, BoxError, Envelope, EventStore, ExpectedVersion, GlobalPosition, Projection,
     ProjectionRunner, StreamId,
@@ -151,11 +152,22 @@ impl Balances {
 }
 
 /// The runner's projection: one upsert per event, through the default
-/// `handle_batch`, into `balances_{round}`.
-struct RunnerBalances {
+/// `handle_batch`, into a table named as the projection.
+pub(crate) struct RunnerBalances {
     schema: String,
     name: String,
     balances: Balances,
+}
+
+impl RunnerBalances {
+    /// The projection `name`, whose table `name` is in `schema`.
+    pub(crate) fn new(schema: &str, name: String) -> Self {
+        RunnerBalances {
+            balances: Balances::new(schema, &name),
+            schema: schema.to_owned(),
+            name,
+        }
+    }
 }
 
 impl Projection<PgTx> for RunnerBalances {
@@ -190,15 +202,43 @@ async fn runner_catch_up(
     last: GlobalPosition,
     round: usize,
 ) -> Result<f64, String> {
-    let schema = store.schema().to_owned();
-    let name = format!("balances_{round}");
-    let projection = RunnerBalances {
-        balances: Balances::new(&schema, &name),
-        schema,
-        name,
-    };
+    let projection = RunnerBalances::new(store.schema(), format!("balances_{round}"));
+    catch_up(
+        store,
+        projection,
+        GlobalPosition::START,
+        last,
+        EVENTS as u64,
+    )
+    .await
+}
+
+/// Events per second of the projection runner (batches of 500, its
+/// defaults otherwise) running `projection` from `from` to `last`, which
+/// must be `events` events on. A projection that starts past the start of
+/// the global stream has its first checkpoint set there, as a user starts
+/// a read model of new events only.
+pub(crate) async fn catch_up(
+    store: &PgEventStore,
+    projection: RunnerBalances,
+    from: GlobalPosition,
+    last: GlobalPosition,
+    events: u64,
+) -> Result<f64, String> {
+    let backend = PgProjectionBackend::new(store);
+    if from != GlobalPosition::START {
+        let (name, version) = (projection.name.clone(), projection.version());
+        let tx = backend
+            .begin(&name, version)
+            .await
+            .map_err(|error| error.to_string())?;
+        backend
+            .commit(tx, &name, version, GlobalPosition::START, from)
+            .await
+            .map_err(|error| error.to_string())?;
+    }
     let started = Instant::now();
-    let handle = ProjectionRunner::new(store.clone(), PgProjectionBackend::new(store), projection)
+    let handle = ProjectionRunner::new(store.clone(), backend, projection)
         .batch_size(BATCH)
         .start()
         .map_err(|error| error.to_string())?;
@@ -211,10 +251,10 @@ async fn runner_catch_up(
         .stop(Duration::from_secs(60))
         .await
         .map_err(|error| error.to_string())?;
-    if status.checkpoint < last || status.applied != EVENTS as u64 {
+    if status.checkpoint < last || status.applied != events {
         return Err(format!("the runner did not catch up: {status:?}"));
     }
-    Ok(EVENTS as f64 / elapsed.as_secs_f64())
+    Ok(events as f64 / elapsed.as_secs_f64())
 }
 
 /// What the raw reader decodes of a `Deposited` payload (the event's fields;

@@ -7,24 +7,31 @@ use annals::{
 use annals_postgres::PgEventStore;
 use tokio_postgres::{Client, Statement};
 
+use super::SUITE;
 use super::model::{Account, AccountEvent, deposits};
-use super::{SUITE, render};
-use crate::database::Database;
+use crate::database::{Database, render};
 use crate::measure::medians;
 use crate::report::{Better, Measurement};
 
-const EVENTS: usize = 10_000;
+/// Events of the loaded aggregate.
+pub(crate) const EVENTS: usize = 10_000;
 const PER_APPEND: usize = 100;
-const WARM_UP: usize = 3;
-const RUNS: usize = 21;
+/// Unmeasured loads of each kind before the measured ones.
+pub(crate) const WARM_UP: usize = 3;
+/// Measured loads of each kind; the median is the figure.
+pub(crate) const RUNS: usize = 21;
 
-pub(super) async fn load(database: &Database) -> Result<Vec<Measurement>, String> {
+/// A new store holding the 10,000-event account `load`, a connection for
+/// the raw limit, and its statement selecting a stream's events.
+pub(crate) async fn store_with_account(
+    database: &Database,
+    purpose: &str,
+) -> Result<(PgEventStore, Client, Statement), String> {
     let store = database
-        .store("load", |config| config)
+        .store(purpose, |config| config)
         .await
         .map_err(|error| error.to_string())?;
     write_account(&store, "load", false).await?;
-    write_account(&store, "load-snapshot", true).await?;
     let client = database
         .connect()
         .await
@@ -35,6 +42,12 @@ pub(super) async fn load(database: &Database) -> Result<Vec<Measurement>, String
         store.schema(),
     )
     .await?;
+    Ok((store, client, select_stream))
+}
+
+pub(super) async fn load(database: &Database) -> Result<Vec<Measurement>, String> {
+    let (store, client, select_stream) = store_with_account(database, "load").await?;
+    write_account(&store, "load-snapshot", true).await?;
     let select_snapshot = prepare(
         &client,
         include_str!("../../../sql/select_snapshot.sql"),
@@ -160,7 +173,7 @@ async fn prepare(client: &Client, template: &str, schema: &str) -> Result<Statem
 }
 
 /// Reads the events of `stream` from `from` and applies them to `state`.
-async fn raw_events(
+pub(crate) async fn raw_events(
     client: &Client,
     select: &Statement,
     stream: &str,
@@ -188,7 +201,7 @@ fn event_of(event_type: &str, version: u32, payload: &str) -> Result<Vec<Account
         .map_err(|error| error.to_string())
 }
 
-fn expect_full(version: u64) -> Result<(), String> {
+pub(crate) fn expect_full(version: u64) -> Result<(), String> {
     if version == EVENTS as u64 {
         Ok(())
     } else {

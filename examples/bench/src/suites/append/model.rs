@@ -20,9 +20,12 @@ pub(crate) enum AccountEvent {
     Deposited { amount: i64, reference: String },
 }
 
-/// Deposit an amount.
+/// Deposit `times` amounts, from `amount` on: one event each.
 #[derive(Debug)]
-pub(crate) struct Deposit(pub(crate) i64);
+pub(crate) struct Deposit {
+    pub(crate) amount: i64,
+    pub(crate) times: usize,
+}
 
 /// Accounts refuse nothing here.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +40,9 @@ impl Aggregate for Account {
     type Services = ();
 
     fn handle(&self, command: &Deposit, _: &()) -> Result<Vec<AccountEvent>, Never> {
-        Ok(vec![deposited(command.0)])
+        Ok((command.amount..command.amount + command.times as i64)
+            .map(deposited)
+            .collect())
     }
 
     fn apply(&mut self, event: &AccountEvent) {

@@ -5,24 +5,27 @@ use annals_postgres::{Notify, PgEventStore};
 use tokio_postgres::Client;
 use uuid::Uuid;
 
+use super::SUITE;
 use super::model::{Account, Deposit, command_metadata, deposited, deposits};
-use super::{SUITE, render};
-use crate::database::Database;
+use crate::database::{Database, render};
 use crate::measure::{Turns, Window, interleaved, throughput};
 use crate::report::Measurement;
 
-const BATCH: usize = 100;
-const BATCH_WRITERS: usize = 4;
-const COMMAND_WRITERS: usize = 8;
+/// Events per batched append.
+pub(crate) const BATCH: usize = 100;
+/// Writers of batched appends.
+pub(crate) const BATCH_WRITERS: usize = 4;
+/// Writers of single-event commands.
+pub(crate) const COMMAND_WRITERS: usize = 8;
 /// The pool of the command figures: a connection per writer of the first
 /// ones.
-const COMMAND_CONNECTIONS: usize = COMMAND_WRITERS;
+pub(crate) const COMMAND_CONNECTIONS: usize = COMMAND_WRITERS;
 /// Writers of the figure where commands outnumber the connections: 4 per
 /// connection of the same 8-connection pool.
-const CROWDED_WRITERS: usize = 32;
+pub(crate) const CROWDED_WRITERS: usize = 32;
 /// Each command writer takes turns over this many aggregates of its own, all
 /// kept warm by the repository.
-const AGGREGATES_PER_WRITER: usize = 64;
+pub(crate) const AGGREGATES_PER_WRITER: usize = 64;
 
 /// 100-event appends by 4 writers, beside one 100-row `UNNEST` insert per
 /// transaction on 4 connections.
@@ -38,7 +41,7 @@ pub(super) async fn batched(database: &Database, turns: Turns) -> Result<Measure
         |window| raw_batched(database, &insert, window),
         |window| batched_appends(&store, window),
     )
-    .await;
+    .await?;
     Ok(Measurement::interleaved(
         SUITE,
         format!("batched appends, {BATCH} events each, {BATCH_WRITERS} writers"),
@@ -102,9 +105,9 @@ pub(super) async fn commands(
         let measured = interleaved(
             turns,
             |window| raw_commands(database, &insert, writers, window),
-            |window| repository_commands(&store, writers, window),
+            |window| repository_commands(&store, writers, 1, window),
         )
-        .await;
+        .await?;
         measurements.push(Measurement::interleaved(
             SUITE,
             format!("single-event commands, {writers} writers ({label})"),
@@ -116,7 +119,7 @@ pub(super) async fn commands(
 }
 
 /// A schema with the store's tables, for the raw limits.
-async fn raw_schema(database: &Database, purpose: &str) -> Result<String, String> {
+pub(crate) async fn raw_schema(database: &Database, purpose: &str) -> Result<String, String> {
     let schema = database.new_schema(purpose);
     let mut client = database
         .connect()
@@ -128,7 +131,7 @@ async fn raw_schema(database: &Database, purpose: &str) -> Result<String, String
     Ok(schema)
 }
 
-async fn batched_appends(store: &PgEventStore, window: Window) -> f64 {
+pub(crate) async fn batched_appends(store: &PgEventStore, window: Window) -> f64 {
     throughput(BATCH_WRITERS, window, |writer, tally| {
         let store = store.clone();
         async move {
@@ -151,7 +154,7 @@ async fn batched_appends(store: &PgEventStore, window: Window) -> f64 {
     .await
 }
 
-async fn raw_batched(database: &Database, insert: &str, window: Window) -> f64 {
+pub(crate) async fn raw_batched(database: &Database, insert: &str, window: Window) -> f64 {
     throughput(BATCH_WRITERS, window, |writer, tally| {
         let connecting = database.connect();
         let insert = insert.to_owned();
@@ -236,7 +239,14 @@ impl<'a> Columns<'a> {
     }
 }
 
-async fn repository_commands(store: &PgEventStore, writers: usize, window: Window) -> f64 {
+/// Commands per second of `writers` writers through one repository, each
+/// command depositing `events` times (one event each).
+pub(crate) async fn repository_commands(
+    store: &PgEventStore,
+    writers: usize,
+    events: usize,
+    window: Window,
+) -> f64 {
     let repository = Repository::<Account, _>::new(store.clone());
     let round = Uuid::now_v7();
     throughput(writers, window, |writer, tally| {
@@ -248,7 +258,13 @@ async fn repository_commands(store: &PgEventStore, writers: usize, window: Windo
             let mut done = 0usize;
             while tally.running() {
                 repository
-                    .execute(&ids[done % ids.len()], &Deposit(done as i64))
+                    .execute(
+                        &ids[done % ids.len()],
+                        &Deposit {
+                            amount: (done * events) as i64,
+                            times: events,
+                        },
+                    )
                     .await
                     .map_err(|error| error.to_string())?;
                 done += 1;
@@ -260,7 +276,12 @@ async fn repository_commands(store: &PgEventStore, writers: usize, window: Windo
     .await
 }
 
-async fn raw_commands(database: &Database, insert: &str, writers: usize, window: Window) -> f64 {
+pub(crate) async fn raw_commands(
+    database: &Database,
+    insert: &str,
+    writers: usize,
+    window: Window,
+) -> f64 {
     let round = Uuid::now_v7();
     throughput(writers, window, |writer, tally| {
         let connecting = database.connect();

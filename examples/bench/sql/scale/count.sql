@@ -1,0 +1,3 @@
+-- Events in the store.
+SELECT count(*)
+  FROM {schema}.events
