@@ -79,12 +79,11 @@ impl IncomingMessage {
                 reason: format!("`{content_type}` is not {JSON_CONTENT_TYPE}"),
             });
         }
-        let invalid_payload = |source: Box<dyn std::error::Error + Send + Sync>| {
-            Error::InvalidPayload {
+        let invalid_payload =
+            |source: Box<dyn std::error::Error + Send + Sync>| Error::InvalidPayload {
                 origin: origin.clone(),
                 source,
-            }
-        };
+            };
         let payload_text = std::str::from_utf8(record.payload().unwrap_or(b"null"))
             .map_err(|error| invalid_payload(Box::new(error)))?;
         let payload = Payload::from_json(payload_text.to_owned())
@@ -309,6 +308,9 @@ mod tests {
             crate::DeadLetterReason::InvalidPayload
         );
         let cause = std::error::Error::source(&error).map(ToString::to_string);
-        assert!(cause.is_some_and(|cause| cause.contains("utf-8")), "{error:?}");
+        assert!(
+            cause.is_some_and(|cause| cause.contains("utf-8")),
+            "{error:?}"
+        );
     }
 }
