@@ -3,6 +3,7 @@
 //! pruning and parking.
 
 use std::fmt;
+use std::time::Duration;
 
 use annals::{
     AppendSignal, Error, EventStore, GlobalPosition, OutboxBacklog, OutboxRecord, OutboxShard,
@@ -51,6 +52,25 @@ pub struct PgShardLease {
 }
 
 impl PgShardLease {
+    /// The longest the holder may go on seeing its lease held
+    /// ([`OutboxSource::is_held`]) after the server released it, 7 s: the
+    /// lease's connection makes a round trip every second and counts the
+    /// lease lost (and closes the connection) when one takes over 5 s, and
+    /// a second is allowed for the holder's timers and for handing over
+    /// what it holds. It assumes the holder's process is not paused for
+    /// longer than that second. The relay's default takeover grace adds
+    /// this to the producer's delivery timeout.
+    pub const LOSS_BOUND: Duration = crate::lease::LOSS_BOUND;
+
+    /// The longest the server keeps the session (and the lease) of a holder
+    /// that went silent, a host gone or a network cut, over TCP: its
+    /// session has the server send TCP keepalive probes after 2 s without
+    /// traffic and drop the connection once 5 s pass without an answer
+    /// (`tcp_keepalives_*`, `tcp_user_timeout`), counted from the holder's
+    /// last round trip, one a second. A standby then takes the lease within
+    /// this, plus its own 250 ms between tries.
+    pub const SERVER_DROP_BOUND: Duration = crate::lease::SERVER_DROP_BOUND;
+
     fn lost(&self) -> Error {
         Error::LeaseLost {
             relay: self.relay.clone(),
