@@ -47,7 +47,7 @@ pub use projection::{
     ProjectionHandle, ProjectionRunner, ProjectionState, ProjectionStatus, ReplayReport,
     RunnerConfig,
 };
-pub use relay::{OutboxBacklog, OutboxShard, OutboxSource, key_hash};
+pub use relay::{InFlight, OutboxBacklog, OutboxShard, OutboxSource, key_hash};
 pub use repository::{
     CommandContext, CommandError, CommandOutcome, DEFAULT_CACHE_CAPACITY, Loaded, PendingEvent,
     Repository, RetryPolicy, SnapshotDecision, SnapshotPolicy, UnitOfWork,

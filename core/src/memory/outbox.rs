@@ -1,17 +1,20 @@
 //! The in-memory store as an outbox source for relays.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use crate::{
-    AppendSignal, Error, EventStore, GlobalPosition, MemoryEventStore, OutboxBacklog, OutboxRecord,
-    OutboxShard, OutboxSource,
+    AppendSignal, Error, EventStore, GlobalPosition, InFlight, MemoryEventStore, OutboxBacklog,
+    OutboxRecord, OutboxShard, OutboxSource,
 };
 
-/// Checkpoints, leases and parked records of the relays of one store.
+/// Checkpoints, leases, what may be in flight and parked records of the
+/// relays of one store.
 #[derive(Debug, Default)]
 pub(super) struct RelayState {
     checkpoints: HashMap<(String, OutboxShard), GlobalPosition>,
     leases: HashSet<(String, OutboxShard)>,
+    in_flight: HashMap<(String, OutboxShard), bool>,
     parked: Vec<(String, OutboxRecord, String)>,
 }
 
@@ -67,6 +70,36 @@ impl OutboxSource for MemoryEventStore {
 
     fn is_held(&self, _lease: &MemoryShardLease) -> bool {
         true
+    }
+
+    /// A lease here is released only by its holder dropping it.
+    fn lease_loss_bound(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    async fn in_flight(&self, relay: &str, shard: OutboxShard) -> Result<InFlight, Error> {
+        let state = self.lock();
+        let key = (relay.to_owned(), shard);
+        Ok(match state.relays.in_flight.get(&key) {
+            Some(true) => InFlight::Possible,
+            Some(false) => InFlight::Nothing,
+            None if state.relays.checkpoints.contains_key(&key) => InFlight::Possible,
+            None => InFlight::NeverLed,
+        })
+    }
+
+    async fn set_in_flight(
+        &self,
+        _lease: &MemoryShardLease,
+        relay: &str,
+        shard: OutboxShard,
+        possible: bool,
+    ) -> Result<(), Error> {
+        self.lock()
+            .relays
+            .in_flight
+            .insert((relay.to_owned(), shard), possible);
+        Ok(())
     }
 
     async fn read_shard(
@@ -252,6 +285,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn what_may_be_in_flight_is_what_the_last_holder_recorded() {
+        let store = MemoryEventStore::new();
+        let shard = OutboxShard::ALL;
+        assert_eq!(
+            store.in_flight("r", shard).await.unwrap(),
+            InFlight::NeverLed
+        );
+        let lease = store.acquire("r", shard).await.unwrap();
+        store.set_in_flight(&lease, "r", shard, true).await.unwrap();
+        assert_eq!(
+            store.in_flight("r", shard).await.unwrap(),
+            InFlight::Possible
+        );
+        store
+            .set_in_flight(&lease, "r", shard, false)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.in_flight("r", shard).await.unwrap(),
+            InFlight::Nothing
+        );
+        assert_eq!(
+            store.in_flight("other", shard).await.unwrap(),
+            InFlight::NeverLed
+        );
+        // A checkpoint without a record: a relay that did not keep one.
+        let other = store.acquire("other", shard).await.unwrap();
+        store
+            .save_checkpoint(&other, "other", shard, GlobalPosition::new(1, 1))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.in_flight("other", shard).await.unwrap(),
+            InFlight::Possible
+        );
+    }
+
+    #[tokio::test]
     async fn one_lease_per_shard_and_relay() {
         let store = MemoryEventStore::new();
         let lease = store.acquire("relay", OutboxShard::ALL).await.unwrap();
@@ -266,7 +337,7 @@ mod tests {
             .await
             .unwrap();
         drop(lease);
-        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+        tokio::time::timeout(Duration::from_secs(5), waiting)
             .await
             .expect("the waiting relay takes over")
             .unwrap()
