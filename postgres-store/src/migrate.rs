@@ -50,6 +50,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "streams_without_check",
         sql: include_str!("../migrations/0007_streams_without_check.sql"),
     },
+    Migration {
+        version: 8,
+        name: "relay_in_flight",
+        sql: include_str!("../migrations/0008_relay_in_flight.sql"),
+    },
 ];
 
 /// What one migration run did.

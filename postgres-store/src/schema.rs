@@ -363,6 +363,8 @@ pub(crate) struct RelayStatements {
     pub(crate) backlog: String,
     pub(crate) park: String,
     pub(crate) parked: String,
+    pub(crate) in_flight: String,
+    pub(crate) set_in_flight: String,
 }
 
 impl RelayStatements {
@@ -376,6 +378,8 @@ impl RelayStatements {
             backlog: schema.render(include_str!("../sql/relay/backlog.sql")),
             park: schema.render(include_str!("../sql/relay/park.sql")),
             parked: schema.render(include_str!("../sql/relay/parked.sql")),
+            in_flight: schema.render(include_str!("../sql/relay/in_flight.sql")),
+            set_in_flight: schema.render(include_str!("../sql/relay/set_in_flight.sql")),
         }
     }
 }

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use annals::testing::conformance::outbox::message;
 use annals::{
-    AppendRequest, EventStore, ExpectedVersion, GlobalPosition, Metadata, NewEvent, OutboxReader,
-    OutboxRecord, OutboxShard, OutboxSource, Payload, StreamId,
+    AppendRequest, EventStore, ExpectedVersion, GlobalPosition, InFlight, Metadata, NewEvent,
+    OutboxReader, OutboxRecord, OutboxShard, OutboxSource, Payload, StreamId,
 };
+use annals_postgres::PgShardLease;
 
 use crate::common::{TestStore, connect, database_url, eventually, fresh_store};
 
@@ -230,6 +231,89 @@ async fn postgres_a_lease_whose_session_dies_is_lost_and_fenced() {
         .expect("the shard is free")
         .unwrap();
     assert!(store.is_held(&standby));
+}
+
+/// What may be in flight is recorded on the lease: a shard never led, one
+/// whose holder may be sending, one left cleanly; a relay of an earlier
+/// release (a checkpoint, nothing recorded) counts as possibly in flight,
+/// and a holder whose session died can clear nothing.
+#[tokio::test]
+async fn postgres_what_may_be_in_flight_is_recorded_with_the_lease() {
+    let store = fresh_store().await;
+    write(&store, &keys()[..1]).await;
+    let position = everything(&store).await[0].position;
+    let shard = OutboxShard::new(1, 2).unwrap();
+    assert_eq!(
+        store.in_flight("relay", shard).await.unwrap(),
+        InFlight::NeverLed
+    );
+    let lease = store.acquire("relay", shard).await.unwrap();
+    store
+        .set_in_flight(&lease, "relay", shard, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.in_flight("relay", shard).await.unwrap(),
+        InFlight::Possible
+    );
+    store
+        .set_in_flight(&lease, "relay", shard, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.in_flight("relay", shard).await.unwrap(),
+        InFlight::Nothing
+    );
+    let refused = store
+        .set_in_flight(&lease, "other", shard, true)
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, annals::Error::Config(_)), "{refused:?}");
+    assert_eq!(
+        store.in_flight("relay", OutboxShard::ALL).await.unwrap(),
+        InFlight::NeverLed,
+        "each shard count of a relay is a shard of its own"
+    );
+
+    let earlier = store.acquire("earlier", OutboxShard::ALL).await.unwrap();
+    store
+        .save_checkpoint(&earlier, "earlier", OutboxShard::ALL, position)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.in_flight("earlier", OutboxShard::ALL).await.unwrap(),
+        InFlight::Possible
+    );
+
+    store
+        .set_in_flight(&lease, "relay", shard, true)
+        .await
+        .unwrap();
+    let client = connect(database_url()).await.unwrap();
+    client
+        .execute(
+            "SELECT pg_terminate_backend(l.pid) FROM pg_locks l
+               JOIN pg_stat_activity a ON a.pid = l.pid
+              WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = $1",
+            &[&store.schema().application_name()],
+        )
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(5), "the lease is lost", || async {
+        !store.is_held(&lease)
+    })
+    .await;
+    let error = store
+        .set_in_flight(&lease, "relay", shard, false)
+        .await
+        .unwrap_err();
+    assert!(error.is_lease_lost(), "{error:?}");
+    assert_eq!(
+        store.in_flight("relay", shard).await.unwrap(),
+        InFlight::Possible,
+        "the next holder still waits"
+    );
+    assert_eq!(store.lease_loss_bound(), PgShardLease::LOSS_BOUND);
 }
 
 #[tokio::test]

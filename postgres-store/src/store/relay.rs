@@ -6,8 +6,8 @@ use std::fmt;
 use std::time::Duration;
 
 use annals::{
-    AppendSignal, Error, EventStore, GlobalPosition, OutboxBacklog, OutboxRecord, OutboxShard,
-    OutboxSource,
+    AppendSignal, Error, EventStore, GlobalPosition, InFlight, OutboxBacklog, OutboxRecord,
+    OutboxShard, OutboxSource,
 };
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
@@ -80,6 +80,21 @@ impl PgShardLease {
 
     fn holds(&self) -> bool {
         self.lock.holds()
+    }
+
+    /// Refuses to write for another relay or shard than its own, or once
+    /// lost.
+    fn check(&self, relay: &str, shard: OutboxShard) -> Result<(), Error> {
+        if self.relay != relay || self.shard != shard {
+            return Err(Error::Config(format!(
+                "the lease of relay `{}` shard {} cannot write for relay `{relay}` shard {shard}",
+                self.relay, self.shard
+            )));
+        }
+        if !self.holds() {
+            return Err(self.lost());
+        }
+        Ok(())
     }
 }
 
@@ -248,6 +263,55 @@ impl OutboxSource for PgEventStore {
         lease.holds()
     }
 
+    /// [`PgShardLease::LOSS_BOUND`].
+    fn lease_loss_bound(&self) -> Duration {
+        PgShardLease::LOSS_BOUND
+    }
+
+    async fn in_flight(&self, relay: &str, shard: OutboxShard) -> Result<InFlight, Error> {
+        let client = self.inner.pool.get().await.map_err(pool)?;
+        let statement = client
+            .prepare_cached(&self.inner.sql.relay.in_flight)
+            .await
+            .map_err(backend)?;
+        let row = client
+            .query_one(&statement, &[&checkpoint_name(relay, shard)])
+            .await
+            .map_err(backend)?;
+        let possible: Option<bool> = row.try_get(0).map_err(backend)?;
+        let checkpointed: bool = row.try_get(1).map_err(backend)?;
+        Ok(match (possible, checkpointed) {
+            (Some(true), _) | (None, true) => InFlight::Possible,
+            (Some(false), _) => InFlight::Nothing,
+            (None, false) => InFlight::NeverLed,
+        })
+    }
+
+    async fn set_in_flight(
+        &self,
+        lease: &PgShardLease,
+        relay: &str,
+        shard: OutboxShard,
+        possible: bool,
+    ) -> Result<(), Error> {
+        lease.check(relay, shard)?;
+        // On the lease's own connection, as the checkpoint: a holder whose
+        // session died cannot clear what the next holder must wait for.
+        let written = lease
+            .lock
+            .client()
+            .execute(
+                &self.inner.sql.relay.set_in_flight,
+                &[&checkpoint_name(relay, shard), &possible],
+            )
+            .await;
+        match written {
+            Ok(_) => Ok(()),
+            Err(_) if !lease.holds() => Err(lease.lost()),
+            Err(error) => Err(backend(error)),
+        }
+    }
+
     async fn read_shard(
         &self,
         shard: OutboxShard,
@@ -287,15 +351,7 @@ impl OutboxSource for PgEventStore {
         shard: OutboxShard,
         position: GlobalPosition,
     ) -> Result<(), Error> {
-        if lease.relay != relay || lease.shard != shard {
-            return Err(Error::Config(format!(
-                "the lease of relay `{}` shard {} cannot save the checkpoint of relay `{relay}` shard {shard}",
-                lease.relay, lease.shard
-            )));
-        }
-        if !lease.holds() {
-            return Err(lease.lost());
-        }
+        lease.check(relay, shard)?;
         let (commit, sequence) = checkpoint_params(position);
         let name = checkpoint_name(relay, shard);
         // On the lease's own connection: once its session is gone (and with
