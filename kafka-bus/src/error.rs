@@ -82,6 +82,19 @@ pub enum Error {
         reason: String,
     },
 
+    /// A relay's outbox still held records when the time given to
+    /// [`RelayHandle::wait_until_drained`](crate::RelayHandle::wait_until_drained)
+    /// ran out.
+    #[error("relay `{relay}`: {waiting} records still wait after {timeout:?}")]
+    NotDrained {
+        /// The relay's name.
+        relay: String,
+        /// Records waiting at the last look.
+        waiting: u64,
+        /// The time given.
+        timeout: std::time::Duration,
+    },
+
     /// A consumed record whose payload is not JSON: not UTF-8 (which JSON
     /// text must be), or not parseable.
     #[error("record {origin} has a payload that is not JSON")]

@@ -10,7 +10,6 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::common::{
     RelayStore, Writer, assert_exactly_once_in_order, for_each_store, relay, unique_name,
-    wait_until_drained,
 };
 
 /// 4,000 messages of 200 aggregates from 8 concurrent writers, relayed by 3
@@ -26,7 +25,10 @@ async fn concurrent_aggregates_arrive_in_order<S: RelayStore>(store: S) {
     let written = Writer::new(store.clone(), &topic, 200)
         .write(4_000, 8, None)
         .await;
-    wait_until_drained(&store, &name, 3, Duration::from_secs(60)).await;
+    relay
+        .wait_until_drained(Duration::from_secs(60))
+        .await
+        .expect("the relay drains the outbox");
     let status = relay.status();
     relay.stop().await;
     let published = assert_exactly_once_in_order(brokers(), &topic, &name, 3, &written).await;

@@ -15,7 +15,6 @@ use annals_tests::kafka::{broker_implements_transactions, brokers, create_topic,
 
 use crate::common::{
     RelayStore, Writer, assert_exactly_once_in_order, for_each_store, relay, unique_name,
-    wait_until_drained,
 };
 
 async fn transactional_mode_publishes_in_order<S: RelayStore>(store: S) {
@@ -37,7 +36,10 @@ async fn transactional_mode_publishes_in_order<S: RelayStore>(store: S) {
     let written = Writer::new(store.clone(), &topic, 100)
         .write(3_000, 4, None)
         .await;
-    wait_until_drained(&store, &name, 2, Duration::from_secs(60)).await;
+    relay
+        .wait_until_drained(Duration::from_secs(60))
+        .await
+        .expect("the relay drains the outbox");
     let status = relay.stop().await;
     assert_eq!(status.published(), 3_000, "{status:#?}");
     assert_exactly_once_in_order(brokers(), &topic, &name, 2, &written).await;

@@ -7,7 +7,7 @@ mod write;
 
 use std::time::Duration;
 
-use annals::{GlobalPosition, OutboxShard, OutboxSource};
+use annals::OutboxSource;
 use annals_kafka::{KafkaConfig, OutboxRelay, OutboxRelayBuilder, RelayHandle, RelayStatus};
 
 pub(crate) use check::assert_exactly_once_in_order;
@@ -54,39 +54,6 @@ pub(crate) fn relay_with<S: OutboxSource>(
 /// A relay name no other test uses.
 pub(crate) fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{:08x}", fastrand::u32(..))
-}
-
-/// Waits until every shard's checkpoint covers the whole outbox.
-pub(crate) async fn wait_until_drained<S: OutboxSource>(
-    source: &S,
-    relay: &str,
-    shards: u32,
-    deadline: Duration,
-) {
-    let started = tokio::time::Instant::now();
-    loop {
-        let mut waiting = 0;
-        for shard in OutboxShard::split(shards).expect("at least one shard") {
-            let checkpoint = source
-                .checkpoint(relay, shard)
-                .await
-                .ok()
-                .flatten()
-                .unwrap_or(GlobalPosition::START);
-            waiting += match source.backlog(shard, checkpoint).await {
-                Ok(backlog) => backlog.messages,
-                Err(_) => 1,
-            };
-        }
-        if waiting == 0 {
-            return;
-        }
-        assert!(
-            started.elapsed() < deadline,
-            "the relay did not drain the outbox within {deadline:?}: {waiting} records wait"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Waits until `relay`'s status satisfies `condition`.
