@@ -10,8 +10,8 @@ use annals_tests::kafka::{brokers, create_topic, unique_topic};
 use annals_tests::wait::eventually;
 
 use crate::common::{
-    FlakySource, RelayStore, Writer, assert_exactly_once_in_order, for_each_store, relay,
-    unique_name, wait_for_status,
+    FlakySource, RelayStore, Writer, assert_accounted_for, assert_exactly_once_in_order,
+    for_each_store, published_or_found, relay, unique_name, wait_for_status,
 };
 
 /// A relay stopped mid-run has every acked record under its saved
@@ -52,9 +52,9 @@ async fn stop_flushes_and_the_next_relay_continues<S: RelayStore>(store: S) {
         .await
         .expect("the relay drains the outbox");
     let continued = second.stop().await;
-    assert_eq!(stopped.published() + continued.published(), 21_000);
-    let skipped: u64 = continued.shards.iter().map(|shard| shard.skipped).sum();
-    assert_eq!(skipped, 0, "a graceful stop leaves nothing unaccounted for");
+    // Nothing for the next relay to find after a graceful stop, unless a
+    // session of one of them broke.
+    assert_accounted_for(&[&stopped, &continued], 21_000);
     assert_exactly_once_in_order(brokers(), &topic, &name, 2, &written).await;
 }
 for_each_store!(stop_flushes_and_the_next_relay_continues);
@@ -96,7 +96,9 @@ async fn status_reports_backlog_lag_and_progress<S: RelayStore>(store: S) {
         &relay,
         Duration::from_secs(30),
         "the relay catches up",
-        |status| status.backlog() == 0 && status.lag().is_zero() && status.published() == 500,
+        |status| {
+            status.backlog() == 0 && status.lag().is_zero() && published_or_found(status) >= 500
+        },
     )
     .await;
     relay
@@ -134,7 +136,7 @@ async fn a_drained_backlog_is_checkpointed_and_pruned_at_once<S: RelayStore>(sto
         &relay,
         Duration::from_secs(30),
         "the relay publishes the backlog",
-        |status| status.published() == 3_000,
+        |status| published_or_found(status) >= 3_000,
     )
     .await;
     wait_for_status(
@@ -201,11 +203,8 @@ async fn wait_until_drained_reads_the_store<S: RelayStore>(store: S) {
     // Everything is in the topic the moment it returns.
     assert_exactly_once_in_order(brokers(), &topic, &name, 1, &written).await;
     let status = relay.status();
-    assert_eq!(
-        (status.sent(), status.published()),
-        (300, 300),
-        "{status:#?}"
-    );
+    assert_accounted_for(&[&status], 300);
+    assert!(status.sent() >= 300, "{status:#?}");
 
     // Fresh at every call: what is written after one drain waits for the
     // next.
@@ -215,7 +214,7 @@ async fn wait_until_drained_reads_the_store<S: RelayStore>(store: S) {
         .wait_until_drained(Duration::from_secs(30))
         .await
         .expect("the standby sees the leader drain the outbox");
-    assert_eq!(relay.status().published(), 500);
+    assert_accounted_for(&[&relay.status()], 500);
     assert_eq!(standby.status().published(), 0, "the standby only waited");
     standby.stop().await;
     relay.stop().await;
