@@ -181,9 +181,19 @@ impl PgEventStore {
         if let Failure::Statement {
             call: Some(call), ..
         } = failure
-            && let Some(first) = self.first_outcome(attempted[call].request).await
         {
-            return Next::Found(call, first);
+            match self.first_outcome(attempted[call].request).await {
+                Ok(Some(first)) => return Next::Found(call, first),
+                Ok(None) => {}
+                // Whether the command ran is not known (the lookup failed,
+                // its connection killed, say): its event ids being stored
+                // would otherwise read as a refusal. The caller's retry
+                // finds out.
+                Err(error) => {
+                    record(started, "error");
+                    return Next::Fail(error);
+                }
+            }
         }
         if failure.is_immediately_retriable() && *attempts < MAX_ATTEMPTS {
             *attempts += 1;
@@ -276,9 +286,11 @@ impl PgEventStore {
     }
 
     /// The first outcome of `request`'s command, if it ran already.
-    async fn first_outcome(&self, request: &AppendRequest) -> Option<AppendOutcome> {
-        let command_id = request.command_id?;
-        self.outcome_of(command_id).await.ok().flatten()
+    async fn first_outcome(&self, request: &AppendRequest) -> Result<Option<AppendOutcome>, Error> {
+        match request.command_id {
+            Some(command_id) => self.outcome_of(command_id).await,
+            None => Ok(None),
+        }
     }
 
     /// The contract's error for a failed append.
