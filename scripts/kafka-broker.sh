@@ -10,7 +10,10 @@
 #   start     start a broker in the background; prints the bootstrap address
 #             (127.0.0.1:PORT) as the last line on stdout. If one is already
 #             running (pid file alive) its address is printed again.
-#   stop      stop the broker (and the S3 stand-in, if this script started one)
+#   stop      stop the broker (and the S3 stand-in, if this script started
+#             one, unless `--keep-storage`: then a later `start` with
+#             ANNALS_KAFKA_PORT set to the same port brings it back with its
+#             topics, records and offsets)
 #   restart   stop and start the broker on the same port with the same
 #             storage; the S3 stand-in (if any) keeps running, so with
 #             `--storage s3` topics, records and committed offsets survive.
@@ -354,11 +357,13 @@ main() {
     local spec=${ANNALS_KAFKA_STORAGE:-memory}
     spec_from_cli=0
     stop_mode=graceful
+    keep_storage=0
     while [[ $# -gt 0 ]]; do
         case $1 in
             --storage) [[ $# -ge 2 ]] || die "--storage needs a value"; spec=$2; spec_from_cli=1; shift 2 ;;
             --storage=*) spec=${1#--storage=}; spec_from_cli=1; shift ;;
             --hard) stop_mode=hard; shift ;;
+            --keep-storage) keep_storage=1; shift ;;
             -h | --help) usage ;;
             *) die "unknown argument: $1" ;;
         esac
@@ -370,7 +375,10 @@ main() {
             if [[ $spec == s3 ]]; then install_moto; fi
             ;;
         start) cmd_start "$spec" ;;
-        stop) stop_broker "$stop_mode"; stop_moto ;;
+        stop)
+            stop_broker "$stop_mode"
+            if [[ $keep_storage == 0 ]]; then stop_moto; fi
+            ;;
         restart) cmd_restart "$spec" ;;
         status) cmd_status ;;
         logs) cat "$LOG_FILE" ;;

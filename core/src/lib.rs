@@ -48,7 +48,7 @@ pub use projection::{
     ProjectionExhausted, ProjectionHandle, ProjectionRunner, ProjectionState, ProjectionStatus,
     ReplayReport,
 };
-pub use relay::{OutboxBacklog, OutboxShard, OutboxSource, key_hash};
+pub use relay::{InFlight, OutboxBacklog, OutboxShard, OutboxSource, key_hash};
 pub use repository::{
     CommandContext, CommandError, CommandExhausted, CommandOutcome, DEFAULT_CACHE_CAPACITY, Loaded,
     PendingEvent, Repository, SnapshotDecision, SnapshotPolicy, UnitOfWork,

@@ -1,8 +1,10 @@
 //! What an outbox relay needs from the store: shards, leases, checkpoints,
-//! pruning and parking. `annals-kafka` relays through this trait;
-//! `annals-postgres` and the in-memory store implement it.
+//! what a shard's last holder may have left in flight, pruning and parking.
+//! `annals-kafka` relays through this trait; `annals-postgres` and the
+//! in-memory store implement it.
 
 use std::fmt;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
@@ -91,29 +93,57 @@ pub struct OutboxBacklog {
     pub oldest: Option<DateTime<Utc>>,
 }
 
+/// What the store knows of records the last holder of a shard's lease may
+/// still have in flight to the broker: whether a new holder must wait for
+/// them to land (or fail) before it looks at what is published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum InFlight {
+    /// No relay of this name has led the shard: nothing can be in flight.
+    NeverLed,
+    /// The last holder stopped with every record it sent acknowledged.
+    Nothing,
+    /// The last holder may have records in flight: it crashed, lost its
+    /// lease or stopped without everything acknowledged (or is still
+    /// leading, for a caller without the lease).
+    Possible,
+}
+
 /// The outbox as a relay sees it.
 ///
 /// One relay at a time publishes a shard: it holds the shard's lease, reads
-/// the shard after its checkpoint ([`OutboxReader::read_outbox`]), publishes, saves the checkpoint (only while holding
-/// the lease) and prunes what is behind it.
+/// the shard after its checkpoint ([`OutboxReader::read_outbox`]),
+/// publishes, saves the checkpoint (only while holding the lease) and prunes
+/// what is behind it. Before it sends anything it records that records may
+/// be in flight ([`OutboxSource::set_in_flight`]), and when it stops with
+/// everything acknowledged, that nothing is; so that the next holder waits
+/// for an earlier holder's records only when there may be some.
 ///
 /// One round of a relay, against any source:
 ///
 /// ```
 /// use annals::{
-///     AppendRequest, EventStore, ExpectedVersion, GlobalPosition, MemoryEventStore, Metadata,
-///     NewEvent, OutboxMessage, OutboxReader, OutboxShard, OutboxSource, Payload, StreamId,
+///     AppendRequest, EventStore, ExpectedVersion, GlobalPosition, InFlight, MemoryEventStore,
+///     Metadata, NewEvent, OutboxMessage, OutboxReader, OutboxShard, OutboxSource, Payload,
+///     StreamId,
 /// };
 ///
 /// /// Publishes what waits in `shard` after the relay's checkpoint; returns how many.
 /// async fn relay_once<S: OutboxSource>(source: &S, shard: OutboxShard) -> Result<usize, annals::Error> {
 ///     let lease = source.acquire("billing-relay", shard).await?;
+///     if source.in_flight("billing-relay", shard).await? == InFlight::Possible {
+///         // ... wait until what the last holder sent has landed or failed,
+///         // then look at what the broker holds already ...
+///     }
+///     source.set_in_flight(&lease, "billing-relay", shard, true).await?;
 ///     let after = source.checkpoint("billing-relay", shard).await?.unwrap_or(GlobalPosition::START);
 ///     let records = source.read_outbox(shard, after, 100).await?;
-///     let Some(last) = records.last() else { return Ok(0) };
-///     // ... publish `records` in order and wait for the broker's acks ...
-///     source.save_checkpoint(&lease, "billing-relay", shard, last.position).await?;
-///     source.prune(shard, last.position, 1_000).await?;
+///     if let Some(last) = records.last() {
+///         // ... publish `records` in order and wait for the broker's acks ...
+///         source.save_checkpoint(&lease, "billing-relay", shard, last.position).await?;
+///         source.prune(shard, last.position, 1_000).await?;
+///     }
+///     source.set_in_flight(&lease, "billing-relay", shard, false).await?;
 ///     Ok(records.len())
 /// }
 ///
@@ -153,8 +183,40 @@ pub trait OutboxSource: OutboxReader + Clone + 'static {
         shard: OutboxShard,
     ) -> impl Future<Output = Result<Self::Lease, Error>> + Send;
 
-    /// Whether `lease` still holds.
+    /// Whether `lease` still holds, as far as its holder knows: after the
+    /// store released it (its session died, say), this may say so only
+    /// [`lease_loss_bound`](OutboxSource::lease_loss_bound) later.
     fn is_held(&self, lease: &Self::Lease) -> bool;
+
+    /// The longest a holder may still see [`is_held`](OutboxSource::is_held)
+    /// true after the store released its lease and could give it to another
+    /// relay: the time the holder takes to notice. A relay taking over from
+    /// a holder that may have records in flight waits this long on top of
+    /// its producer's delivery timeout. Zero where the lease is released
+    /// only by its holder.
+    fn lease_loss_bound(&self) -> Duration;
+
+    /// What the last holder of `shard`'s lease for `relay` may have left in
+    /// flight, as recorded with [`set_in_flight`](OutboxSource::set_in_flight).
+    /// A shard with a checkpoint and nothing recorded (written by a relay
+    /// that did not record it) is [`InFlight::Possible`].
+    fn in_flight(
+        &self,
+        relay: &str,
+        shard: OutboxShard,
+    ) -> impl Future<Output = Result<InFlight, Error>> + Send;
+
+    /// Records, durably, whether the holder of `lease` may have records in
+    /// flight: `true` before it hands the first one to its producer,
+    /// `false` once it stopped with all it sent acknowledged. Fails without
+    /// writing when `lease` no longer holds.
+    fn set_in_flight(
+        &self,
+        lease: &Self::Lease,
+        relay: &str,
+        shard: OutboxShard,
+        possible: bool,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
 
     /// The last position `relay` published in `shard`.
     fn checkpoint(

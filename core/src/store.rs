@@ -467,6 +467,21 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     /// Up to `limit` events of the global stream after `after`, in position
     /// order. Only events of finished commits are returned, so that no event
     /// can ever appear behind a position once it was read.
+    ///
+    /// "Finished" may reach beyond the reader's own writes: a store can
+    /// hold an event back while a transaction that began before it
+    /// committed is still open. The PostgreSQL store returns only events
+    /// below the oldest transaction open anywhere on the server, so right
+    /// after an append, `read_all` can return nothing while another
+    /// session (another test, a `psql` window, a long report) has a
+    /// transaction open, and by default it does not wait. Readers that
+    /// follow [`append_signal`](EventStore::append_signal) (projections,
+    /// the outbox relay) catch up when that transaction ends. A test that
+    /// reads right after writing should let the store wait
+    /// (`annals_postgres::Config::with_horizon_wait`); what holds readers
+    /// back is named by `PgEventStore::oldest_blocking_transaction` and the
+    /// gauge `annals_oldest_blocking_transaction_seconds`. The in-memory
+    /// store's commits finish at once.
     fn read_all(
         &self,
         after: GlobalPosition,

@@ -38,9 +38,30 @@ impl StreamId {
 
     /// The stream id of the aggregate `id` of type `aggregate_type`:
     /// `"{aggregate_type}-{id}"`.
+    ///
+    /// The aggregate id and the type each keep the rule of a stream id (not
+    /// empty, no control characters, no leading or trailing whitespace), so
+    /// that an id refused by [`StreamId::new`] is refused here too, whatever
+    /// is put in front of it; the whole stream id must also fit
+    /// [`MAX_STREAM_ID_LEN`].
+    ///
+    /// ```
+    /// use annals::StreamId;
+    ///
+    /// assert_eq!(StreamId::for_aggregate("account", "x")?.as_str(), "account-x");
+    /// assert!(StreamId::new(" x").is_err());
+    /// assert!(StreamId::for_aggregate("account", " x").is_err());
+    /// # Ok::<(), annals::Error>(())
+    /// ```
     pub fn for_aggregate(aggregate_type: &str, id: &str) -> Result<Self, Error> {
-        if id.is_empty() {
-            return Err(invalid_stream_id(id, "the aggregate id is empty"));
+        if let Some(broken) = broken_rule(aggregate_type) {
+            return Err(invalid_stream_id(
+                aggregate_type,
+                broken.of_aggregate_type(),
+            ));
+        }
+        if let Some(broken) = broken_rule(id) {
+            return Err(invalid_stream_id(id, broken.of_aggregate_id()));
         }
         let mut stream = String::with_capacity(aggregate_type.len() + 1 + id.len());
         stream.push_str(aggregate_type);
@@ -64,19 +85,63 @@ fn invalid_stream_id(id: &str, reason: &'static str) -> Error {
 }
 
 fn validate_stream_id(id: &str) -> Result<(), Error> {
-    if id.is_empty() {
-        return Err(invalid_stream_id(id, "it is empty"));
+    match broken_rule(id) {
+        Some(broken) => Err(invalid_stream_id(id, broken.of_stream_id())),
+        None => Ok(()),
     }
-    if id.len() > MAX_STREAM_ID_LEN {
-        return Err(invalid_stream_id(id, "it is longer than 256 bytes"));
+}
+
+/// How a text breaks the rule of stream ids, which the parts of an
+/// aggregate's stream id keep as well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BrokenRule {
+    Empty,
+    TooLong,
+    Control,
+    Whitespace,
+}
+
+fn broken_rule(text: &str) -> Option<BrokenRule> {
+    if text.is_empty() {
+        Some(BrokenRule::Empty)
+    } else if text.len() > MAX_STREAM_ID_LEN {
+        Some(BrokenRule::TooLong)
+    } else if text.chars().any(char::is_control) {
+        Some(BrokenRule::Control)
+    } else if text.trim() != text {
+        Some(BrokenRule::Whitespace)
+    } else {
+        None
     }
-    if id.chars().any(char::is_control) {
-        return Err(invalid_stream_id(id, "it contains a control character"));
+}
+
+impl BrokenRule {
+    fn of_stream_id(self) -> &'static str {
+        match self {
+            BrokenRule::Empty => "it is empty",
+            BrokenRule::TooLong => "it is longer than 256 bytes",
+            BrokenRule::Control => "it contains a control character",
+            BrokenRule::Whitespace => "it starts or ends with whitespace",
+        }
     }
-    if id.trim() != id {
-        return Err(invalid_stream_id(id, "it starts or ends with whitespace"));
+
+    fn of_aggregate_id(self) -> &'static str {
+        match self {
+            BrokenRule::Empty => "the aggregate id is empty",
+            BrokenRule::TooLong => "the aggregate id is longer than 256 bytes",
+            BrokenRule::Control => "the aggregate id contains a control character",
+            BrokenRule::Whitespace => "the aggregate id starts or ends with whitespace",
+        }
     }
-    Ok(())
+
+    fn of_aggregate_type(self) -> &'static str {
+        match self {
+            BrokenRule::Empty => "the aggregate type is empty",
+            BrokenRule::TooLong => "the aggregate type is longer than 256 bytes",
+            BrokenRule::Control => "the aggregate type contains a control character",
+            BrokenRule::Whitespace => "the aggregate type starts or ends with whitespace",
+        }
+    }
 }
 
 impl fmt::Display for StreamId {
@@ -261,6 +326,26 @@ mod tests {
             StreamId::for_aggregate("order", "7").unwrap().as_str(),
             "order-7"
         );
+    }
+
+    #[test]
+    fn aggregate_ids_keep_the_rule_of_stream_ids() {
+        for id in ["", " x", "x ", "\tx", "a\nb", "nul\0", &"x".repeat(257)] {
+            assert!(StreamId::new(id).is_err(), "{id:?}");
+            let error = StreamId::for_aggregate("account", id).unwrap_err();
+            assert!(
+                matches!(error, Error::InvalidStreamId { reason, .. } if reason.contains("aggregate id")),
+                "{id:?}: {error}"
+            );
+        }
+        for id in ["x", "a b", "ü-7", &"x".repeat(200)] {
+            assert!(StreamId::new(id).is_ok(), "{id:?}");
+            assert!(StreamId::for_aggregate("account", id).is_ok(), "{id:?}");
+        }
+        assert!(StreamId::for_aggregate(" account", "x").is_err());
+        assert!(StreamId::for_aggregate("", "x").is_err());
+        // Both parts fit, the whole does not.
+        assert!(StreamId::for_aggregate("account", &"x".repeat(250)).is_err());
     }
 
     #[test]

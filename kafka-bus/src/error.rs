@@ -82,14 +82,15 @@ pub enum Error {
         reason: String,
     },
 
-    /// A consumed record whose payload is not JSON.
+    /// A consumed record whose payload is not JSON: not UTF-8 (which JSON
+    /// text must be), or not parseable.
     #[error("record {origin} has a payload that is not JSON")]
     InvalidPayload {
         /// Where the record came from.
         origin: RecordOrigin,
-        /// The parser's error.
+        /// Why: the UTF-8 decoder's or the parser's error.
         #[source]
-        source: serde_json::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 

@@ -66,6 +66,21 @@ impl HeaderName {
     pub const DEAD_LETTER_FIRST_FAILURE: &'static str = "annals-dlq-first-failure";
     /// The consumer (group) that gave up on it.
     pub const DEAD_LETTER_CONSUMER: &'static str = "annals-dlq-consumer";
+    /// On a dead letter cut to fit its topic: what of the original record
+    /// it lacks, `payload`, `key` and `headers`, comma-separated. The
+    /// payload and the key keep their first bytes; of the headers, those
+    /// that did not fit are left out whole and the others kept in order.
+    /// The original stays at the offset the origin headers name.
+    pub const DEAD_LETTER_CUT: &'static str = "annals-dlq-cut";
+    /// On a cut dead letter: the original payload's size in bytes.
+    pub const DEAD_LETTER_ORIGINAL_PAYLOAD_BYTES: &'static str =
+        "annals-dlq-original-payload-bytes";
+    /// On a cut dead letter: the original key's size in bytes.
+    pub const DEAD_LETTER_ORIGINAL_KEY_BYTES: &'static str = "annals-dlq-original-key-bytes";
+    /// On a cut dead letter: the size of the original headers (names and
+    /// values) in bytes.
+    pub const DEAD_LETTER_ORIGINAL_HEADERS_BYTES: &'static str =
+        "annals-dlq-original-headers-bytes";
 }
 
 /// The media type of every payload annals writes.

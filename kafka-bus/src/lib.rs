@@ -9,9 +9,9 @@ mod relay;
 
 pub use config::KafkaConfig;
 pub use consumer::{
-    Consumer, ConsumerBuilder, ConsumerState, ConsumerStatus, DeadLetter, DeadLetterReason,
-    DeadLetterReplay, FailurePolicy, Handler, HandlerFuture, NoInbox, OnExhausted, PartitionStatus,
-    ReceivedEvent, ReplayReport, UnknownTypes,
+    Consumer, ConsumerBuilder, ConsumerState, ConsumerStatus, DeadLetter, DeadLetterCut,
+    DeadLetterReason, DeadLetterReplay, FailurePolicy, Handler, HandlerFuture, NoInbox,
+    OnExhausted, PartitionStatus, ReceivedEvent, ReplayReport, StuckRecord, UnknownTypes,
 };
 pub use error::{Error, RecordOrigin, Result};
 pub use headers::{HeaderName, outbox_headers, relayed_headers};

@@ -79,20 +79,15 @@ impl IncomingMessage {
                 reason: format!("`{content_type}` is not {JSON_CONTENT_TYPE}"),
             });
         }
-        let payload_text =
-            std::str::from_utf8(record.payload().unwrap_or(b"null")).map_err(|error| {
-                Error::InvalidHeader {
-                    origin: origin.clone(),
-                    header: HeaderName::CONTENT_TYPE,
-                    reason: format!("the payload is not UTF-8: {error}"),
-                }
-            })?;
-        let payload = Payload::from_json(payload_text.to_owned()).map_err(|source| {
-            Error::InvalidPayload {
+        let invalid_payload =
+            |source: Box<dyn std::error::Error + Send + Sync>| Error::InvalidPayload {
                 origin: origin.clone(),
                 source,
-            }
-        })?;
+            };
+        let payload_text = std::str::from_utf8(record.payload().unwrap_or(b"null"))
+            .map_err(|error| invalid_payload(Box::new(error)))?;
+        let payload = Payload::from_json(payload_text.to_owned())
+            .map_err(|error| invalid_payload(Box::new(error)))?;
         let metadata = Metadata {
             correlation_id: optional(&headers, &origin, HeaderName::CORRELATION_ID)?,
             causation_id: optional(&headers, &origin, HeaderName::CAUSATION_ID)?,
@@ -294,5 +289,28 @@ mod tests {
         let error = IncomingMessage::from_record(&garbage).unwrap_err();
         assert!(matches!(error, Error::InvalidPayload { .. }), "{error}");
         assert!(error.to_string().contains("t[0]@2"), "{error}");
+
+        // JSON text is UTF-8: bytes that are not are a payload problem,
+        // not one of the content-type header the record carries.
+        let binary = OwnedMessage::new(
+            Some(vec![0xff, 0xfe, b'{', b'}']),
+            None,
+            "t".into(),
+            Timestamp::NotAvailable,
+            0,
+            3,
+            Some(outbox_headers(&outbox)),
+        );
+        let error = IncomingMessage::from_record(&binary).unwrap_err();
+        assert!(matches!(error, Error::InvalidPayload { .. }), "{error}");
+        assert_eq!(
+            crate::DeadLetterReason::of_unreadable(&error),
+            crate::DeadLetterReason::InvalidPayload
+        );
+        let cause = std::error::Error::source(&error).map(ToString::to_string);
+        assert!(
+            cause.is_some_and(|cause| cause.contains("utf-8")),
+            "{error:?}"
+        );
     }
 }

@@ -53,11 +53,51 @@ pub(crate) struct HorizonSettings {
 }
 
 /// How connections of their own are opened, outside the pool: for leases,
-/// the listener and the notifier.
+/// the listener and the notifier. The server is told to drop such a session
+/// once its client went silent ([`server_drops_silent_clients`]), so that a
+/// lease whose holder vanished (a host gone, a network cut) is freed within
+/// seconds, not the operating system's two hours of TCP keepalive.
 #[derive(Clone)]
 pub(crate) struct Sessions {
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
+}
+
+/// Server-side TCP settings of a session of its own, in seconds
+/// (milliseconds for the user timeout): keepalive probes after 2 s without
+/// traffic, one a second, and the connection dropped once what the server
+/// sent, or its probes, went unacknowledged for 5 s.
+const SERVER_KEEPALIVES_IDLE: u32 = 2;
+const SERVER_KEEPALIVES_INTERVAL: u32 = 1;
+const SERVER_KEEPALIVES_COUNT: u32 = 5;
+const SERVER_USER_TIMEOUT_MS: u32 = 5_000;
+
+/// How long after the last packet it received from a session's client the
+/// server drops the session: the user timeout, and the probe that finds it
+/// out comes at most one probe interval later. (Over a Unix socket the
+/// server notices a vanished client at once; these settings do not apply
+/// there.)
+pub(crate) const SERVER_DROP_BOUND: Duration =
+    Duration::from_secs(SERVER_USER_TIMEOUT_MS as u64 / 1_000 + SERVER_KEEPALIVES_INTERVAL as u64);
+
+/// `config`, with the server told to drop the session when its client goes
+/// silent (added to any `options` already given).
+pub(crate) fn server_drops_silent_clients(
+    config: &tokio_postgres::Config,
+) -> tokio_postgres::Config {
+    let mut config = config.clone();
+    let ours = format!(
+        "-c tcp_keepalives_idle={SERVER_KEEPALIVES_IDLE} \
+         -c tcp_keepalives_interval={SERVER_KEEPALIVES_INTERVAL} \
+         -c tcp_keepalives_count={SERVER_KEEPALIVES_COUNT} \
+         -c tcp_user_timeout={SERVER_USER_TIMEOUT_MS}"
+    );
+    let options = match config.get_options() {
+        Some(given) if !given.trim().is_empty() => format!("{given} {ours}"),
+        _ => ours,
+    };
+    config.options(&options);
+    config
 }
 
 /// The connection half of a session, which its owner drives.
@@ -85,7 +125,7 @@ impl Database {
         }
         let sql = Arc::new(Statements::new(&schema));
         let sessions = Sessions {
-            config: connection_config(config),
+            config: server_drops_silent_clients(&connection_config(config)),
             tls,
         };
         let horizon = HorizonSettings {
@@ -139,5 +179,40 @@ impl Database {
             Ok(GlobalPosition::new(commit, sequence))
         })
         .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_asks_the_server_to_drop_it_when_its_client_goes_silent() {
+        let config: tokio_postgres::Config = "postgres://u@h/db?options=-c%20search_path%3Dapp"
+            .parse()
+            .unwrap();
+        let options = server_drops_silent_clients(&config)
+            .get_options()
+            .unwrap()
+            .to_owned();
+        assert!(
+            options.starts_with("-c search_path=app "),
+            "the given options stay: {options}"
+        );
+        for setting in [
+            "tcp_keepalives_idle=2",
+            "tcp_keepalives_interval=1",
+            "tcp_keepalives_count=5",
+            "tcp_user_timeout=5000",
+        ] {
+            assert!(options.contains(&format!("-c {setting}")), "{options}");
+        }
+        let bare = server_drops_silent_clients(&"postgres://u@h/db".parse().unwrap());
+        assert!(
+            bare.get_options()
+                .unwrap()
+                .starts_with("-c tcp_keepalives_idle")
+        );
+        assert_eq!(SERVER_DROP_BOUND, Duration::from_secs(6));
     }
 }

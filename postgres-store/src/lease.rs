@@ -2,15 +2,26 @@
 //! relay per outbox shard and one runner per projection version are
 //! chosen, and every other holder of something that only one process may
 //! do at a time.
+//!
+//! Both sides of a lock's session watch it. The holder sends a round trip
+//! every [`KEEPALIVE_INTERVAL`] and counts the lock lost when one takes
+//! longer than [`KEEPALIVE_TIMEOUT`], so it notices within
+//! [`PgLease::LOSS_BOUND`] that the server may have released the lock (the
+//! backend was terminated, the server restarted, the network went silent).
+//! The server drops a session whose client went silent within
+//! [`PgLease::SERVER_DROP_BOUND`] (the TCP settings of every session of
+//! its own, [`Sessions`](crate::database::Sessions)), so that a silent
+//! holder's lock is freed for a standby within seconds rather than the
+//! operating system's default two hours.
 
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 
-use crate::database::Database;
+use crate::database::{Database, SERVER_DROP_BOUND};
 use crate::error::backend;
 
 /// How often a waiting holder tries the lock. Polling rather than a
@@ -25,6 +36,11 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long that round trip may take before the lock counts as lost.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Allowed for the holder's timers firing late and for what it does
+/// between two looks at the lock (a relay hands at most the records it
+/// holds to its producer).
+const HOLDER_SLACK: Duration = Duration::from_secs(1);
 
 /// A lease: a session-level advisory lock held by a connection of its own,
 /// outside the pool. The lease of an outbox shard for a relay
@@ -49,6 +65,27 @@ pub struct PgLease {
 }
 
 impl PgLease {
+    /// The longest the holder may go on seeing its lease held after the
+    /// server released it, 7 s: the lease's connection makes a round trip
+    /// every second and counts the lease lost (and closes the connection)
+    /// when one takes over 5 s, and a second is allowed for the holder's
+    /// timers and for handing over what it holds. It assumes the holder's
+    /// process is not paused for longer than that second. A relay's default
+    /// takeover grace adds this to its producer's delivery timeout.
+    pub const LOSS_BOUND: Duration = KEEPALIVE_INTERVAL
+        .saturating_add(KEEPALIVE_TIMEOUT)
+        .saturating_add(HOLDER_SLACK);
+
+    /// The longest the server keeps the session (and the lease) of a holder
+    /// that went silent, a host gone or a network cut, over TCP, 7 s: the
+    /// session has the server send TCP keepalive probes after 2 s without
+    /// traffic and drop the connection once 5 s pass without an answer
+    /// (`tcp_keepalives_*`, `tcp_user_timeout`), counted from the holder's
+    /// last round trip, one a second. A standby then takes the lease within
+    /// this, plus its own 250 ms between tries. (Over a Unix socket the
+    /// server notices a vanished client at once.)
+    pub const SERVER_DROP_BOUND: Duration = KEEPALIVE_INTERVAL.saturating_add(SERVER_DROP_BOUND);
+
     /// Opens a connection of `db`'s and waits on it until the advisory lock
     /// named `key` (hashed with `hashtextextended`) is free, then takes it
     /// for `holder`.
@@ -87,22 +124,25 @@ impl PgLease {
             tokio::time::sleep(ACQUIRE_INTERVAL).await;
         }
         let client = Arc::new(client);
+        let connection = connection.0.take().expect("set above");
         let keepalive = tokio::spawn(keep_alive(
             Arc::clone(&client),
             Arc::clone(&held),
             db.sql.lease.keepalive.clone(),
+            connection.abort_handle(),
         ));
         Ok(PgLease {
             holder,
             key,
             client,
             held,
-            connection: connection.0.take().expect("set above"),
+            connection,
             keepalive,
         })
     }
 
-    /// Whether the session, and with it the lock, is still there.
+    /// Whether the session, and with it the lock, is still there, as far as
+    /// the holder knows (see [`PgLease::LOSS_BOUND`]).
     pub(crate) fn holds(&self) -> bool {
         self.held.load(Ordering::SeqCst) && !self.client.is_closed()
     }
@@ -154,8 +194,16 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Marks the lock lost when its session stops answering `keepalive`.
-async fn keep_alive(client: Arc<tokio_postgres::Client>, held: Arc<AtomicBool>, keepalive: String) {
+/// Marks the lock lost when its session stops answering `keepalive`, and
+/// closes the connection then: a statement waiting on a silent connection
+/// (a checkpoint being saved) fails at once instead of when the operating
+/// system gives up on the socket.
+async fn keep_alive(
+    client: Arc<tokio_postgres::Client>,
+    held: Arc<AtomicBool>,
+    keepalive: String,
+    connection: AbortHandle,
+) {
     let mut ticks = tokio::time::interval(KEEPALIVE_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -165,7 +213,23 @@ async fn keep_alive(client: Arc<tokio_postgres::Client>, held: Arc<AtomicBool>, 
             .is_ok_and(|result| result.is_ok());
         if !answered {
             held.store(false, Ordering::SeqCst);
+            connection.abort();
+            tracing::warn!(
+                timeout = ?KEEPALIVE_TIMEOUT,
+                "a lease's connection stopped answering; the lease counts as lost"
+            );
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bounds_of_a_lease_are_seven_seconds() {
+        assert_eq!(PgLease::LOSS_BOUND, Duration::from_secs(7));
+        assert_eq!(PgLease::SERVER_DROP_BOUND, Duration::from_secs(7));
     }
 }

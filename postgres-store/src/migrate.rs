@@ -34,6 +34,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(5, "projection_serving", "0005_projection_serving"),
     migration!(6, "outbox_json", "0006_outbox_json"),
     migration!(7, "streams_without_check", "0007_streams_without_check"),
+    migration!(8, "relay_in_flight", "0008_relay_in_flight"),
 ];
 
 /// What one migration run did.

@@ -37,7 +37,7 @@ async fn garbage_is_dead_lettered_with_its_reason_and_the_consumer_goes_on() {
     let before: Vec<TestMessage> = (0..5).map(|n| TestMessage::new(n, "good")).collect();
     let after: Vec<TestMessage> = (5..10).map(|n| TestMessage::new(n, "good")).collect();
     produce(&topic, &before).await;
-    // Offsets 5 to 11, in this order.
+    // Offsets 5 to 12, in this order.
     let garbage: Vec<(DeadLetterReason, &str)> = vec![
         (DeadLetterReason::InvalidPayload, "not JSON"),
         (DeadLetterReason::MissingHeader, HeaderName::MESSAGE_ID),
@@ -46,6 +46,7 @@ async fn garbage_is_dead_lettered_with_its_reason_and_the_consumer_goes_on() {
         (DeadLetterReason::UnknownType, "Pong"),
         (DeadLetterReason::Undecodable, "Ping"),
         (DeadLetterReason::UnknownType, "version 9"),
+        (DeadLetterReason::InvalidPayload, "not JSON"),
     ];
     let valid = TestMessage::new(99, "foreign");
     produce_raw(
@@ -110,6 +111,15 @@ async fn garbage_is_dead_lettered_with_its_reason_and_the_consumer_goes_on() {
         ])),
     )
     .await;
+    // Not UTF-8, which JSON text must be: a payload problem, whatever the
+    // content-type header says.
+    produce_raw(
+        &topic,
+        "foreign",
+        Some(&[0xff, 0xfe, b'{', b'}']),
+        Some(headers_of(&topic, &valid)),
+    )
+    .await;
     produce(&topic, &after).await;
 
     let name = unique_name("garbage");
@@ -171,12 +181,12 @@ async fn garbage_is_dead_lettered_with_its_reason_and_the_consumer_goes_on() {
         .expect("the consumer starts");
     let status = skipping
         .wait_until(Duration::from_secs(60), |status| {
-            status.handled == 10 && status.settled() == 17
+            status.handled == 10 && status.settled() == 18
         })
         .await;
     assert_eq!(
         (status.handled, status.skipped, status.dead_lettered),
-        (10, 1, 6),
+        (10, 1, 7),
         "{status:#?}"
     );
     skipping

@@ -1,7 +1,8 @@
 //! The consumer runtime against a real Kafka-protocol broker: handlers take
 //! effect exactly once through duplicates, kills and rebalances; poison and
-//! garbage go to the dead-letter topic and come back by replay; blocked keys
-//! keep their order; full queues pause partitions.
+//! garbage go to the dead-letter topic and come back by replay; records too
+//! large to dead-letter whole are cut and nothing stops a partition for
+//! good; blocked keys keep their order; full queues pause partitions.
 //!
 //! The effects are recorded by a backend (see `common`): in memory, in one
 //! lock with the inbox's claims, as a database transaction would; and in
@@ -18,6 +19,7 @@ mod outage;
 mod poison;
 mod prune;
 mod rebalance;
+mod stuck;
 
 use common::{MemoryBackend, PostgresBackend};
 

@@ -9,7 +9,7 @@ use annals_tests::kafka::{OwnBroker, create_topic, unique_topic};
 
 use crate::common::{
     RelayStore, Writer, assert_exactly_once_in_order, for_each_store, relay, unique_name,
-    wait_for_status, wait_until_drained,
+    wait_for_status,
 };
 
 /// 6,000 messages written over about 20 s; the broker is restarted twice
@@ -45,7 +45,10 @@ async fn broker_restarts_lose_and_duplicate_nothing<S: RelayStore>(store: S) {
         published = relay.status().published() + 500;
     }
     let written = writing.await.unwrap();
-    wait_until_drained(&store.outbox(), &name, 2, Duration::from_secs(60)).await;
+    relay
+        .wait_until_drained(Duration::from_secs(60))
+        .await
+        .expect("the relay drains the outbox");
     let status = relay.stop().await;
     assert_exactly_once_in_order(&brokers, &topic, &name, 2, &written).await;
     assert!(

@@ -8,7 +8,7 @@ use annals_tests::kafka::{brokers, create_topic, unique_topic};
 
 use crate::common::{
     RelayStore, Writer, assert_exactly_once_in_order, for_each_store, relay, unique_name,
-    wait_for_status, wait_until_drained,
+    wait_for_status,
 };
 
 /// Two relays of the same name (2 shards): the first leads both shards, the
@@ -68,7 +68,10 @@ async fn standby_takes_over_when_the_leader_dies<S: RelayStore>(store: S) {
     )
     .await;
     let written = writing.await.unwrap();
-    wait_until_drained(&store.outbox(), &name, 2, Duration::from_secs(60)).await;
+    standby
+        .wait_until_drained(Duration::from_secs(60))
+        .await
+        .expect("the relay drains the outbox");
     standby.stop().await;
     assert_exactly_once_in_order(brokers(), &topic, &name, 2, &written).await;
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use annals_tests::kafka::{brokers, create_topic, unique_topic};
 
 use crate::common::{
-    FlakySource, RelayStore, Writer, assert_exactly_once_in_order, for_each_store, relay,
-    unique_name, wait_for_status, wait_until_drained,
+    FlakySource, RelayStore, Writer, assert_accounted_for, assert_exactly_once_in_order,
+    for_each_store, relay, unique_name, wait_for_status,
 };
 
 /// Two outages of the outbox source (every call fails with a retriable
@@ -42,9 +42,12 @@ async fn store_outages_are_ridden_out<S: RelayStore>(store: S) {
         flaky.set_down(false);
     }
     let written = writing.await.unwrap();
-    wait_until_drained(&store.outbox(), &name, 2, Duration::from_secs(60)).await;
+    relay
+        .wait_until_drained(Duration::from_secs(60))
+        .await
+        .expect("the relay drains the outbox");
     let status = relay.stop().await;
     assert_exactly_once_in_order(brokers(), &topic, &name, 2, &written).await;
-    assert_eq!(status.published(), 3_000, "{status:#?}");
+    assert_accounted_for(&[&status], 3_000);
 }
 for_each_store!(store_outages_are_ridden_out);

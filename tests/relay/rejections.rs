@@ -8,7 +8,7 @@ use annals_tests::kafka::{brokers, create_topic, unique_topic};
 
 use crate::common::{
     RelayStore, Writer, assert_exactly_once_in_order, for_each_store, kafka_config, relay,
-    relay_with, unique_name, wait_until_drained,
+    relay_with, unique_name,
 };
 
 /// A record over the producer's `message.max.bytes` (1,000,000 by default;
@@ -24,7 +24,10 @@ async fn oversized_record_is_parked<S: RelayStore>(store: S) {
     let refused = writer.append_next(3, Some(huge)).await;
     written.extend(writer.write(50, 1, None).await);
     let relay = relay(store.outbox(), brokers(), &name).start().unwrap();
-    wait_until_drained(&store.outbox(), &name, 1, Duration::from_secs(30)).await;
+    relay
+        .wait_until_drained(Duration::from_secs(30))
+        .await
+        .expect("the relay drains the outbox");
     let status = relay.stop().await;
     let parked = store.outbox().parked(&name).await.unwrap();
     assert_eq!(parked.len(), 1, "{parked:?}");
@@ -56,7 +59,10 @@ async fn unknown_topic_is_parked_when_auto_creation_is_off<S: RelayStore>(store:
         .unknown_topic_timeout(Duration::from_secs(1))
         .start()
         .unwrap();
-    wait_until_drained(&store.outbox(), &name, 1, Duration::from_secs(30)).await;
+    relay
+        .wait_until_drained(Duration::from_secs(30))
+        .await
+        .expect("the relay drains the outbox");
     let status = relay.stop().await;
     let parked = store.outbox().parked(&name).await.unwrap();
     let parked_ids: Vec<_> = parked

@@ -14,7 +14,7 @@ use rdkafka::mocking::MockCluster;
 
 use crate::common::{
     MESSAGE_TIMEOUT, RelayStore, Writer, assert_exactly_once_in_order, for_each_store, relay,
-    unique_name, wait_for_status, wait_until_drained,
+    unique_name, wait_for_status,
 };
 
 /// 2,000 messages written over about 7 s; for a while the broker answers
@@ -57,7 +57,10 @@ async fn a_silent_broker_ends_the_session_before_records_time_out<S: RelayStore>
         .expect("prompt answers");
 
     let written = writing.await.unwrap();
-    wait_until_drained(&store.outbox(), &name, 1, Duration::from_secs(60)).await;
+    relay
+        .wait_until_drained(Duration::from_secs(60))
+        .await
+        .expect("the relay drains the outbox");
     let status = relay.stop().await;
     assert_exactly_once_in_order(&brokers, &topic, &name, 1, &written).await;
     // What the abandoned session had in flight landed, late: recovery found

@@ -14,8 +14,8 @@ use std::time::Duration;
 use annals_tests::kafka::{broker_implements_transactions, brokers, create_topic, unique_topic};
 
 use crate::common::{
-    RelayStore, Writer, assert_exactly_once_in_order, for_each_store, relay, unique_name,
-    wait_until_drained,
+    RelayStore, Writer, assert_accounted_for, assert_exactly_once_in_order, for_each_store, relay,
+    unique_name,
 };
 
 async fn transactional_mode_publishes_in_order<S: RelayStore>(store: S) {
@@ -37,9 +37,12 @@ async fn transactional_mode_publishes_in_order<S: RelayStore>(store: S) {
     let written = Writer::new(store.clone(), &topic, 100)
         .write(3_000, 4, None)
         .await;
-    wait_until_drained(&store.outbox(), &name, 2, Duration::from_secs(60)).await;
+    relay
+        .wait_until_drained(Duration::from_secs(60))
+        .await
+        .expect("the relay drains the outbox");
     let status = relay.stop().await;
-    assert_eq!(status.published(), 3_000, "{status:#?}");
+    assert_accounted_for(&[&status], 3_000);
     assert_exactly_once_in_order(brokers(), &topic, &name, 2, &written).await;
 }
 for_each_store!(transactional_mode_publishes_in_order);

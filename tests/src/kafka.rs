@@ -195,18 +195,25 @@ impl OwnBroker {
         broker_script(&self.run_dir, &args);
     }
 
-    /// Stops it, leaving it down until [`OwnBroker::start_again`].
+    /// Stops it, leaving it down until [`OwnBroker::start_again`]; its
+    /// storage keeps running, so it comes back with what it had.
     pub fn stop(&self, hard: bool) {
-        let mut args = vec!["stop"];
+        let mut args = vec!["stop", "--keep-storage"];
         if hard {
             args.push("--hard");
         }
         broker_script(&self.run_dir, &args);
     }
 
-    /// Starts it again after [`OwnBroker::stop`], on the same port.
+    /// Starts it again after [`OwnBroker::stop`], on the same port, so that
+    /// clients that knew it find it again.
     pub fn start_again(&self) {
-        broker_script(&self.run_dir, &["start", "--storage", "s3"]);
+        let port = self
+            .brokers
+            .rsplit_once(':')
+            .map(|(_, port)| port.to_owned())
+            .expect("the broker's address has a port");
+        broker_script_with_port(&self.run_dir, &["start", "--storage", "s3"], Some(&port));
     }
 }
 
@@ -226,10 +233,17 @@ fn script_path() -> PathBuf {
 }
 
 fn broker_script(run_dir: &PathBuf, args: &[&str]) -> String {
+    broker_script_with_port(run_dir, args, None)
+}
+
+fn broker_script_with_port(run_dir: &PathBuf, args: &[&str], port: Option<&str>) -> String {
     let mut command = Command::new(script_path());
     command.args(args).env("ANNALS_KAFKA_RUN_DIR", run_dir);
     // A broker of its own never reuses the shared broker's port.
-    command.env_remove("ANNALS_KAFKA_PORT");
+    match port {
+        Some(port) => command.env("ANNALS_KAFKA_PORT", port),
+        None => command.env_remove("ANNALS_KAFKA_PORT"),
+    };
     let output = command.output().expect("running scripts/kafka-broker.sh");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(

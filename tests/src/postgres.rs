@@ -148,6 +148,24 @@ fn block_on<F: Future>(future: F) -> F::Output {
 /// stream right after writing.
 const HORIZON_WAIT: Duration = Duration::from_secs(30);
 
+/// The test database's server as `host:port`, for a proxy in front of it.
+///
+/// # Panics
+///
+/// When the database is reached over a Unix socket.
+pub fn server_address() -> String {
+    let config: tokio_postgres::Config = database_url()
+        .parse()
+        .expect("ANNALS_TEST_DATABASE_URL is a libpq URL");
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        None => "localhost".to_owned(),
+        Some(_) => panic!("the test database is reached over a Unix socket: no TCP to proxy"),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}")
+}
+
 /// A schema of the test's own, dropped (with everything in it) when the last
 /// handle to it goes.
 #[derive(Debug)]
@@ -182,6 +200,31 @@ impl Schema {
             .expect("ANNALS_TEST_DATABASE_URL is a libpq URL")
             .with_schema(self.name.clone())
             .with_application_name(&self.application_name())
+            .with_pool_size(10)
+            .with_pool_wait_timeout(Duration::from_secs(60))
+            .with_horizon_wait(HORIZON_WAIT)
+    }
+
+    /// [`Schema::config`] through `proxy` (a [`TcpProxy`](crate::proxy::TcpProxy)
+    /// started with [`server_address`]), with connections named
+    /// `application_name`.
+    pub fn config_through(&self, proxy: std::net::SocketAddr, application_name: &str) -> Config {
+        let given: tokio_postgres::Config = database_url()
+            .parse()
+            .expect("ANNALS_TEST_DATABASE_URL is a libpq URL");
+        let mut config = Config::new()
+            .with_host(&proxy.ip().to_string())
+            .with_port(proxy.port())
+            .with_user(given.get_user().unwrap_or("postgres"));
+        if let Some(password) = given.get_password() {
+            config = config.with_password(password);
+        }
+        if let Some(dbname) = given.get_dbname() {
+            config = config.with_dbname(dbname);
+        }
+        config
+            .with_schema(self.name.clone())
+            .with_application_name(application_name)
             .with_pool_size(10)
             .with_pool_wait_timeout(Duration::from_secs(60))
             .with_horizon_wait(HORIZON_WAIT)

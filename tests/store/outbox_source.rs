@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use annals::testing::conformance::outbox_source::{keys, shard_records, write};
-use annals::{GlobalPosition, OutboxRecord, OutboxShard, OutboxSource};
-use annals_postgres::PgOutbox;
+use annals::{GlobalPosition, InFlight, OutboxRecord, OutboxShard, OutboxSource};
+use annals_postgres::{PgLease, PgOutbox};
 
 use crate::common::{connect, database_url, eventually, fresh_store};
 
@@ -84,6 +84,56 @@ async fn postgres_a_lease_whose_session_dies_is_lost_and_fenced() {
         .expect("the shard is free")
         .unwrap();
     assert!(outbox.is_held(&standby));
+}
+
+/// What may be in flight is written on the lease's connection: a lease
+/// cannot write it for another relay, and a holder whose session died can
+/// clear nothing, so the next holder still waits.
+#[tokio::test]
+async fn postgres_what_may_be_in_flight_is_written_with_the_lease() {
+    let store = fresh_store().await;
+    let outbox = PgOutbox::new(&store);
+    let shard = OutboxShard::new(1, 2).unwrap();
+    let lease = outbox.acquire("relay", shard).await.unwrap();
+    let refused = outbox
+        .set_in_flight(&lease, "other", shard, true)
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, annals::Error::Config(_)), "{refused:?}");
+    assert_eq!(
+        outbox.in_flight("other", shard).await.unwrap(),
+        InFlight::NeverLed
+    );
+
+    outbox
+        .set_in_flight(&lease, "relay", shard, true)
+        .await
+        .unwrap();
+    let client = connect(database_url()).await.unwrap();
+    client
+        .execute(
+            "SELECT pg_terminate_backend(l.pid) FROM pg_locks l
+               JOIN pg_stat_activity a ON a.pid = l.pid
+              WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = $1",
+            &[&store.schema().application_name()],
+        )
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(5), "the lease is lost", || async {
+        !outbox.is_held(&lease)
+    })
+    .await;
+    let error = outbox
+        .set_in_flight(&lease, "relay", shard, false)
+        .await
+        .unwrap_err();
+    assert!(error.is_lease_lost(), "{error:?}");
+    assert_eq!(
+        outbox.in_flight("relay", shard).await.unwrap(),
+        InFlight::Possible,
+        "the next holder still waits"
+    );
+    assert_eq!(outbox.lease_loss_bound(), PgLease::LOSS_BOUND);
 }
 
 #[tokio::test]

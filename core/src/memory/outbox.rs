@@ -1,17 +1,20 @@
 //! The in-memory store as an outbox source for relays.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use crate::{
-    AppendSignal, Error, EventStore, GlobalPosition, MemoryEventStore, OutboxBacklog, OutboxRecord,
-    OutboxShard, OutboxSource,
+    AppendSignal, Error, EventStore, GlobalPosition, InFlight, MemoryEventStore, OutboxBacklog,
+    OutboxRecord, OutboxShard, OutboxSource,
 };
 
-/// Checkpoints, leases and parked records of the relays of one store.
+/// Checkpoints, leases, what may be in flight and parked records of the
+/// relays of one store.
 #[derive(Debug, Default)]
 pub(super) struct RelayState {
     checkpoints: HashMap<(String, OutboxShard), GlobalPosition>,
     leases: HashSet<(String, OutboxShard)>,
+    in_flight: HashMap<(String, OutboxShard), bool>,
     parked: Vec<(String, OutboxRecord, String)>,
 }
 
@@ -48,6 +51,36 @@ impl OutboxSource for MemoryEventStore {
 
     fn is_held(&self, _lease: &MemoryShardLease) -> bool {
         true
+    }
+
+    /// A lease here is released only by its holder dropping it.
+    fn lease_loss_bound(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    async fn in_flight(&self, relay: &str, shard: OutboxShard) -> Result<InFlight, Error> {
+        let state = self.lock();
+        let key = (relay.to_owned(), shard);
+        Ok(match state.relays.in_flight.get(&key) {
+            Some(true) => InFlight::Possible,
+            Some(false) => InFlight::Nothing,
+            None if state.relays.checkpoints.contains_key(&key) => InFlight::Possible,
+            None => InFlight::NeverLed,
+        })
+    }
+
+    async fn set_in_flight(
+        &self,
+        _lease: &MemoryShardLease,
+        relay: &str,
+        shard: OutboxShard,
+        possible: bool,
+    ) -> Result<(), Error> {
+        self.lock()
+            .relays
+            .in_flight
+            .insert((relay.to_owned(), shard), possible);
+        Ok(())
     }
 
     async fn checkpoint(

@@ -50,6 +50,7 @@ const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
 /// reading the same topic need two names.
 pub struct ConsumerBuilder<I: Inbox> {
     config: KafkaConfig,
+    dead_letter_config: Option<KafkaConfig>,
     inbox: I,
     name: Option<String>,
     topics: Vec<String>,
@@ -62,6 +63,7 @@ impl<I: Inbox + fmt::Debug> fmt::Debug for ConsumerBuilder<I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConsumerBuilder")
             .field("config", &self.config)
+            .field("dead_letter_config", &self.dead_letter_config)
             .field("inbox", &self.inbox)
             .field("name", &self.name)
             .field("topics", &self.topics)
@@ -74,6 +76,7 @@ impl<I: Inbox> ConsumerBuilder<I> {
     pub(crate) fn new(config: KafkaConfig, inbox: I) -> Self {
         ConsumerBuilder {
             config,
+            dead_letter_config: None,
             inbox,
             name: None,
             topics: Vec::new(),
@@ -138,8 +141,23 @@ impl<I: Inbox> ConsumerBuilder<I> {
     /// Sets the suffix of dead-letter topics: records of `orders` go to
     /// `orders<suffix>` (default `.dlq`). Create those topics with the
     /// others, unless the cluster creates topics on first use.
+    /// [`ConsumerBuilder::start`] refuses a suffix that makes a name Kafka
+    /// does not allow (more than 249 characters, or others than ASCII
+    /// letters, digits, `.`, `_` and `-`).
     pub fn dead_letter_suffix(mut self, suffix: impl Into<String>) -> Self {
         self.options.dead_letter_suffix = suffix.into();
+        self
+    }
+
+    /// Sets where and how dead letters are produced (default: the
+    /// consumer's own [`KafkaConfig`]), e.g. another cluster, or a
+    /// `message.max.bytes` as large as the dead-letter topics take.
+    ///
+    /// A record the dead-letter producer or topic refuses for its size is
+    /// written cut to fit (see [`DeadLetterCut`](crate::DeadLetterCut)), so
+    /// that the partition goes on.
+    pub fn dead_letter_config(mut self, config: KafkaConfig) -> Self {
+        self.dead_letter_config = Some(config);
         self
     }
 
@@ -227,8 +245,23 @@ impl<I: Inbox> ConsumerBuilder<I> {
         if self.routes.is_empty() {
             return Err(Error::Config(format!("consumer `{name}` has no handler")));
         }
+        for topic in &self.topics {
+            // A pattern (librdkafka's `^regex`) names its topics only when
+            // they are found: its suffix alone is checked.
+            let topic = if topic.starts_with('^') { "t" } else { topic };
+            let dead_letters = format!("{topic}{}", self.options.dead_letter_suffix);
+            check_topic_name(&dead_letters).map_err(|problem| {
+                Error::Config(format!(
+                    "consumer `{name}`: the dead-letter topic {dead_letters:?} of {topic:?} \
+                     cannot exist: {problem}"
+                ))
+            })?;
+        }
         let monitor = Arc::new(Monitor::new(&name));
-        let dead_letters = KafkaDeadLetters::new(&self.config, &self.options.dead_letter_suffix)?;
+        let dead_letters = KafkaDeadLetters::new(
+            self.dead_letter_config.as_ref().unwrap_or(&self.config),
+            &self.options.dead_letter_suffix,
+        )?;
         let runtime = Arc::new(Runtime {
             name: name.clone(),
             inbox: self.inbox.clone(),
@@ -265,5 +298,46 @@ impl<I: Inbox> ConsumerBuilder<I> {
             )
         });
         Ok(Consumer::new(monitor, control, on_stopped, pruning))
+    }
+}
+
+/// Why Kafka would refuse `topic` as a topic name, if it would: at most 249
+/// characters, ASCII letters, digits, `.`, `_` and `-`, not `.` or `..`.
+fn check_topic_name(topic: &str) -> Result<(), String> {
+    if topic.is_empty() || topic == "." || topic == ".." {
+        return Err("not a topic name".into());
+    }
+    if topic.len() > 249 {
+        return Err(format!("{} characters, more than 249", topic.len()));
+    }
+    match topic
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        Some(c) => Err(format!("{c:?} is not allowed in a topic name")),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_topic_name;
+
+    #[test]
+    fn topic_names_follow_kafkas_rules() {
+        for good in ["orders.dlq", "a", "A-b_c.9", &"t".repeat(249)] {
+            assert!(check_topic_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "orders dlq",
+            "orders/dlq",
+            "ü",
+            &"t".repeat(250),
+        ] {
+            assert!(check_topic_name(bad).is_err(), "{bad}");
+        }
     }
 }

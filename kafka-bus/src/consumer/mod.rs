@@ -29,10 +29,10 @@ mod status;
 mod worker;
 
 pub use builder::ConsumerBuilder;
-pub use dead_letter::{DeadLetter, DeadLetterReason};
+pub use dead_letter::{DeadLetter, DeadLetterCut, DeadLetterReason};
 pub use handler::{Handler, HandlerFuture, ReceivedEvent};
 pub use no_inbox::NoInbox;
 pub use policy::{FailurePolicy, OnExhausted, UnknownTypes};
 pub use replay::{DeadLetterReplay, ReplayReport};
 pub use running::Consumer;
-pub use status::{ConsumerState, ConsumerStatus, PartitionStatus};
+pub use status::{ConsumerState, ConsumerStatus, PartitionStatus, StuckRecord};

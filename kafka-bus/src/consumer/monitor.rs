@@ -1,7 +1,8 @@
 //! Where a running consumer's threads and tasks write its status, and the
 //! same numbers sent to the `metrics` facade:
 //! `annals_consumer_records_total{consumer, outcome}` (handled, duplicate,
-//! retried, dead_lettered, skipped, transient_error, pruned),
+//! retried, dead_lettered, dead_letter_cut, skipped, transient_error,
+//! pruned),
 //! `annals_consumer_handler_seconds{consumer}` and
 //! `annals_consumer_lag{consumer, topic, partition}`.
 
@@ -68,6 +69,7 @@ pub(crate) struct Monitor {
     duplicates: Count,
     retried: Count,
     dead_lettered: Count,
+    dead_letters_cut: Count,
     skipped: Count,
     transient_errors: Count,
     pruned: Count,
@@ -91,6 +93,7 @@ impl Monitor {
             duplicates: Count::new(name, "duplicate"),
             retried: Count::new(name, "retried"),
             dead_lettered: Count::new(name, "dead_lettered"),
+            dead_letters_cut: Count::new(name, "dead_letter_cut"),
             skipped: Count::new(name, "skipped"),
             transient_errors: Count::new(name, "transient_error"),
             pruned: Count::new(name, "pruned"),
@@ -132,6 +135,10 @@ impl Monitor {
 
     pub(crate) fn dead_lettered(&self) {
         self.dead_lettered.add(1);
+    }
+
+    pub(crate) fn dead_letter_cut(&self) {
+        self.dead_letters_cut.add(1);
     }
 
     pub(crate) fn skipped(&self) {
@@ -263,6 +270,7 @@ impl Monitor {
                     paused: entry.paused,
                     blocked_keys,
                     kept,
+                    stuck: entry.progress.stuck(),
                 }
             })
             .collect();
@@ -274,6 +282,7 @@ impl Monitor {
             duplicates: self.duplicates.get(),
             retried: self.retried.get(),
             dead_lettered: self.dead_lettered.get(),
+            dead_letters_cut: self.dead_letters_cut.get(),
             skipped: self.skipped.get(),
             transient_errors: self.transient_errors.get(),
             pruned: self.pruned.get(),

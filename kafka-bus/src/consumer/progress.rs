@@ -1,10 +1,14 @@
 //! What a partition's worker shares with the thread that polls the broker
 //! and with the status: how far it got, how much waits.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
+use chrono::Utc;
 use rdkafka::message::OwnedMessage;
 use tokio::sync::mpsc;
+
+use super::status::StuckRecord;
 
 /// No offset yet.
 const NONE: i64 = -1;
@@ -17,6 +21,7 @@ pub(crate) struct PartitionProgress {
     queue: mpsc::WeakSender<OwnedMessage>,
     kept: AtomicUsize,
     blocked_keys: AtomicUsize,
+    stuck: Mutex<Option<StuckRecord>>,
 }
 
 impl PartitionProgress {
@@ -27,6 +32,7 @@ impl PartitionProgress {
             queue: queue.downgrade(),
             kept: AtomicUsize::new(0),
             blocked_keys: AtomicUsize::new(0),
+            stuck: Mutex::new(None),
         }
     }
 }
@@ -61,5 +67,31 @@ impl PartitionProgress {
     pub(crate) fn set_blocked(&self, kept: usize, keys: usize) {
         self.kept.store(kept, Ordering::Relaxed);
         self.blocked_keys.store(keys, Ordering::Relaxed);
+    }
+
+    /// The record the worker cannot settle for now, if any.
+    pub(crate) fn stuck(&self) -> Option<StuckRecord> {
+        self.stuck_slot().clone()
+    }
+
+    /// Marks the record at `offset` stuck with `cause` (keeping when it
+    /// first was), or, with `None`, the partition moving again.
+    pub(crate) fn set_stuck(&self, stuck: Option<(i64, &str)>) {
+        let mut slot = self.stuck_slot();
+        *slot = stuck.map(|(offset, cause)| StuckRecord {
+            offset,
+            since: slot
+                .as_ref()
+                .filter(|earlier| earlier.offset == offset)
+                .map_or_else(Utc::now, |earlier| earlier.since),
+            cause: cause.to_owned(),
+        });
+    }
+
+    fn stuck_slot(&self) -> std::sync::MutexGuard<'_, Option<StuckRecord>> {
+        // Every change under the lock is a single assignment.
+        self.stuck
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

@@ -41,7 +41,10 @@ type Filter = Box<dyn Fn(&DeadLetter) -> bool + Send + Sync>;
 /// replay that crashes between producing and committing produces some
 /// records twice; consumers with an inbox handle them once. A filter skips
 /// dead letters for this replay name; a replay with another name starts
-/// from the beginning again.
+/// from the beginning again. Dead letters cut to fit their topic
+/// ([`DeadLetter::cut`]) are passed over and counted
+/// ([`ReplayReport::cut`]): their originals are to be read from where they
+/// were consumed.
 ///
 /// ```no_run
 /// use annals_kafka::{DeadLetterReason, DeadLetterReplay, KafkaConfig};
@@ -85,6 +88,11 @@ pub struct ReplayReport {
     /// Records of the dead-letter topic without readable dead-letter
     /// headers, which cannot be sent anywhere; passed over.
     pub unreadable: u64,
+    /// Dead letters cut to fit their topic
+    /// ([`DeadLetter::cut`](crate::DeadLetter::cut)): sent again they would
+    /// be a truncated record, so they are passed over (with a warning that
+    /// names where the original is, to be read from there).
+    pub cut: u64,
 }
 
 impl DeadLetterReplay {
@@ -175,6 +183,12 @@ impl DeadLetterReplay {
                             if !self.filter.as_ref().is_none_or(|filter| filter(&letter)) =>
                         {
                             report.filtered_out += 1;
+                        }
+                        Ok(letter) if letter.cut.is_some() => {
+                            tracing::warn!(dead_letter = %letter.origin, original = %letter.original,
+                                cut = ?letter.cut,
+                                "passing over a dead letter cut to fit its topic: replay the original");
+                            report.cut += 1;
                         }
                         Ok(letter) => {
                             pending.push(send(&producer, &letter)?);

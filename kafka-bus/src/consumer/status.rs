@@ -1,6 +1,8 @@
 //! What a running consumer reports: its state, each partition's progress and
 //! lag, and counters of what became of the records.
 
+use chrono::{DateTime, Utc};
+
 /// Where a consumer is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -19,6 +21,7 @@ pub enum ConsumerState {
 
 /// The progress of one assigned partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PartitionStatus {
     /// The topic.
     pub topic: String,
@@ -43,6 +46,23 @@ pub struct PartitionStatus {
     pub blocked_keys: usize,
     /// Records kept behind blocked keys.
     pub kept: usize,
+    /// The record the partition waits on, when its worker cannot settle it
+    /// for now: the inbox fails, or its dead letter cannot be written (the
+    /// dead-letter topic or its broker unavailable). Nothing after it is
+    /// committed until it settles; the worker retries with backoff.
+    pub stuck: Option<StuckRecord>,
+}
+
+/// A record its partition waits on, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StuckRecord {
+    /// Its offset.
+    pub offset: i64,
+    /// When settling it first failed.
+    pub since: DateTime<Utc>,
+    /// The last failure, with its causes.
+    pub cause: String,
 }
 
 /// A consumer's state and counters, since it started.
@@ -64,6 +84,9 @@ pub struct ConsumerStatus {
     pub retried: u64,
     /// Records sent to a dead-letter topic.
     pub dead_lettered: u64,
+    /// Of those, the dead letters cut to fit their topic (see
+    /// [`DeadLetterCut`](crate::DeadLetterCut)).
+    pub dead_letters_cut: u64,
     /// Records committed past without handling ([`UnknownTypes::Skip`](crate::UnknownTypes::Skip)).
     pub skipped: u64,
     /// Failures of the inbox or the broker that were retried without
@@ -86,5 +109,13 @@ impl ConsumerStatus {
     /// Records settled: handled, duplicates, dead-lettered and skipped.
     pub fn settled(&self) -> u64 {
         self.handled + self.duplicates + self.dead_lettered + self.skipped
+    }
+
+    /// The partitions waiting on a record they cannot settle for now (see
+    /// [`PartitionStatus::stuck`]): what a health check should look at.
+    pub fn stuck(&self) -> impl Iterator<Item = &PartitionStatus> {
+        self.partitions
+            .iter()
+            .filter(|partition| partition.stuck.is_some())
     }
 }

@@ -8,6 +8,7 @@ use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::BaseProducer;
 use tokio::sync::watch;
 
+use super::drained::waiting_count;
 use super::handle::RelayHandle;
 use super::metrics::ShardMetrics;
 use super::settings::{Choices, RelaySettings};
@@ -140,16 +141,28 @@ impl<S: OutboxSource> OutboxRelayBuilder<S> {
         self
     }
 
-    /// How long a relay waits after taking a shard's lease, and after
-    /// abandoning a failed producer, before it reads the partitions to see
-    /// what is already published (default: the producer's
-    /// `message.timeout.ms`; with `message.timeout.ms=0`, which never times
-    /// a record out, it must be chosen).
+    /// How long a relay waits after taking a shard's lease from a holder
+    /// that may still have records in flight, and after abandoning a
+    /// failed producer of its own, before it reads the partitions to see
+    /// what is already published (default: after a takeover, the
+    /// producer's `message.timeout.ms` plus the store's
+    /// [`lease_loss_bound`](annals::OutboxSource::lease_loss_bound), 7 s on
+    /// PostgreSQL; after its own producer, `message.timeout.ms`; with
+    /// `message.timeout.ms=0`, which never times a record out, it must be
+    /// chosen, and is then used for both).
+    ///
+    /// No wait at all where nothing can be in flight: the first relay of a
+    /// shard, and one that follows a relay that stopped with everything
+    /// acknowledged ([`RelayHandle::stop`]). The store records which
+    /// ([`annals::OutboxSource::in_flight`]).
     ///
     /// The wait lets whatever a previous holder still had in flight land or
-    /// fail first. Shorten it only when a previous holder is known to be
-    /// gone with its producer, or in transactional mode on a broker that
-    /// implements transactions (the new producer fences the old one there).
+    /// fail first: it sends until it notices it lost the lease, and each
+    /// record may take its delivery timeout after that. Shorten it only when
+    /// a previous holder is known to be gone with its producer, or in
+    /// transactional mode on a broker that implements transactions (the new
+    /// producer fences the old one there); a grace shorter than the default
+    /// is logged as a warning.
     pub fn takeover_grace(mut self, grace: Duration) -> Self {
         self.choices.takeover_grace = Some(grace);
         self
@@ -218,7 +231,11 @@ impl<S: OutboxSource> OutboxRelayBuilder<S> {
     ///
     /// Outside a Tokio runtime.
     pub fn start(self) -> Result<RelayHandle, Error> {
-        let settings = Arc::new(RelaySettings::resolve(self.choices, &self.kafka)?);
+        let settings = Arc::new(RelaySettings::resolve(
+            self.choices,
+            &self.kafka,
+            self.source.lease_loss_bound(),
+        )?);
         let shards = OutboxShard::split(settings.shards)?;
         // librdkafka checks its settings when a client is created. Closing a
         // client waits for its threads (100 ms was measured), so the two
@@ -232,6 +249,7 @@ impl<S: OutboxSource> OutboxRelayBuilder<S> {
             .create::<BaseConsumer>()
             .map_err(|error| Error::kafka("the relay's consumer settings", error))?;
         tokio::task::spawn_blocking(move || drop((producer, consumer)));
+        let waiting = waiting_count(self.source.clone(), settings.name.clone(), shards.clone());
         let (stop, stop_receiver) = watch::channel(false);
         let mut statuses = Vec::with_capacity(shards.len());
         let mut tasks = Vec::with_capacity(shards.len());
@@ -257,6 +275,7 @@ impl<S: OutboxSource> OutboxRelayBuilder<S> {
             stop,
             tasks,
             statuses,
+            waiting,
         ))
     }
 }

@@ -1,20 +1,36 @@
-//! The handle of a running relay: its status, and stopping it.
+//! The handle of a running relay: its status, waiting until it drained the
+//! outbox, and stopping it.
+
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::drained::WaitingCount;
 use super::status::{RelayStatus, StatusCell};
+
+/// How often [`RelayHandle::wait_until_drained`] looks at the store.
+const DRAINED_POLL: Duration = Duration::from_millis(25);
 
 /// A running [`OutboxRelay`](crate::OutboxRelay).
 ///
 /// Dropping the handle stops the relay gracefully in the background; await
 /// [`RelayHandle::stop`] to know when it is done.
-#[derive(Debug)]
 pub struct RelayHandle {
     name: String,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     statuses: Vec<StatusCell>,
+    waiting: WaitingCount,
+}
+
+impl std::fmt::Debug for RelayHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayHandle")
+            .field("name", &self.name)
+            .field("shards", &self.statuses.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl RelayHandle {
@@ -23,12 +39,14 @@ impl RelayHandle {
         stop: watch::Sender<bool>,
         tasks: Vec<JoinHandle<()>>,
         statuses: Vec<StatusCell>,
+        waiting: WaitingCount,
     ) -> Self {
         RelayHandle {
             name,
             stop,
             tasks,
             statuses,
+            waiting,
         }
     }
 
@@ -42,6 +60,50 @@ impl RelayHandle {
         RelayStatus {
             relay: self.name.clone(),
             shards: self.statuses.iter().map(StatusCell::get).collect(),
+        }
+    }
+
+    /// Waits until the outbox is drained: nothing written to any of the
+    /// relay's shards waits after the relay's saved checkpoints (records
+    /// that the store's horizon still hides count as waiting). Each look
+    /// reads the store, not the status, so the answer is as fresh as the
+    /// call; with writers still appending, it returns at the first look
+    /// that finds nothing waiting. Any instance of the relay (of the same
+    /// name) may have done the publishing: a standby can wait too.
+    ///
+    /// Errors: [`annals::Error::Timeout`] with what waited at the last look
+    /// (its `status`) when `timeout` runs out; the store's error when the
+    /// store could not be read at the last look.
+    ///
+    /// ```no_run
+    /// # async fn run(relay: annals_kafka::RelayHandle) -> Result<(), annals::Error> {
+    /// use std::time::Duration;
+    ///
+    /// relay.wait_until_drained(Duration::from_secs(30)).await?;
+    /// let status = relay.stop().await;
+    /// println!("{} published", status.published());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn wait_until_drained(&self, timeout: Duration) -> Result<(), annals::Error> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let last = (self.waiting)().await;
+            if matches!(last, Ok(0)) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() + DRAINED_POLL > deadline {
+                return Err(match last {
+                    Ok(waiting) => annals::Error::Timeout {
+                        worker: self.name.clone(),
+                        what: "drain the outbox".to_owned(),
+                        waited: timeout,
+                        status: format!("{waiting} records wait after its checkpoints"),
+                    },
+                    Err(error) => error,
+                });
+            }
+            tokio::time::sleep(DRAINED_POLL).await;
         }
     }
 

@@ -13,6 +13,7 @@
 
 mod backoff;
 mod builder;
+mod drained;
 mod handle;
 mod housekeeping;
 mod metrics;

@@ -90,7 +90,13 @@ pub(super) struct RelaySettings {
     pub(super) poll_interval: Duration,
     pub(super) checkpoint_interval: Duration,
     pub(super) prune_batch: usize,
+    /// How long a new holder waits when an earlier holder may have records
+    /// in flight: the producer's delivery timeout plus the store's lease
+    /// loss bound, unless chosen.
     pub(super) takeover_grace: Duration,
+    /// How long a session waits after abandoning its own producer: the
+    /// delivery timeout, unless a grace was chosen.
+    pub(super) settle_grace: Duration,
     /// How long the oldest record of a session may wait for its ack before
     /// the session ends: three quarters of `message.timeout.ms`, so that
     /// librdkafka never times a record out itself (`None` when that timeout
@@ -154,8 +160,13 @@ impl Default for Choices {
 }
 
 impl RelaySettings {
-    /// Checks the choices and resolves the client configurations.
-    pub(super) fn resolve(choices: Choices, kafka: &KafkaConfig) -> Result<Self, Error> {
+    /// Checks the choices and resolves the client configurations, for a
+    /// store whose leases are noticed lost within `lease_loss_bound`.
+    pub(super) fn resolve(
+        choices: Choices,
+        kafka: &KafkaConfig,
+        lease_loss_bound: Duration,
+    ) -> Result<Self, Error> {
         let invalid = |what: &str| Err(Error::Config(format!("outbox relay: {what}")));
         if choices.name.trim().is_empty() {
             return invalid("the name is empty");
@@ -205,8 +216,21 @@ impl RelaySettings {
                 tail_consumer.set(key, value);
             }
         }
+        if let Some(grace) = choices.takeover_grace
+            && grace < message_timeout + lease_loss_bound
+        {
+            tracing::warn!(
+                relay = %choices.name, ?grace, ?message_timeout, ?lease_loss_bound,
+                "the takeover grace is shorter than message.timeout.ms and the store's lease loss \
+                 bound together: a relay taking over from one that crashed or lost its lease may \
+                 publish some records twice"
+            );
+        }
         Ok(RelaySettings {
-            takeover_grace: choices.takeover_grace.unwrap_or(message_timeout),
+            takeover_grace: choices
+                .takeover_grace
+                .unwrap_or(message_timeout + lease_loss_bound),
+            settle_grace: choices.takeover_grace.unwrap_or(message_timeout),
             ack_deadline: (!message_timeout.is_zero()).then(|| message_timeout * 3 / 4),
             broker_timeout: Duration::from_secs(10),
             recovery_timeout: Duration::from_secs(120),
@@ -275,8 +299,14 @@ mod tests {
             .unwrap()
             .with("message.timeout.ms", "4000")
             .with("linger.ms", "20");
-        let settings = RelaySettings::resolve(Choices::default(), &kafka).unwrap();
-        assert_eq!(settings.takeover_grace, Duration::from_secs(4));
+        let settings =
+            RelaySettings::resolve(Choices::default(), &kafka, Duration::from_secs(6)).unwrap();
+        assert_eq!(
+            settings.takeover_grace,
+            Duration::from_secs(10),
+            "the delivery timeout and the lease loss bound"
+        );
+        assert_eq!(settings.settle_grace, Duration::from_secs(4));
         assert_eq!(settings.ack_deadline, Some(Duration::from_secs(3)));
         let producer = settings.producer_config(OutboxShard::ALL);
         assert_eq!(producer.get("linger.ms"), Some("20"));
@@ -292,8 +322,9 @@ mod tests {
             transactional: true,
             ..Choices::default()
         };
-        let settings = RelaySettings::resolve(chosen, &kafka).unwrap();
+        let settings = RelaySettings::resolve(chosen, &kafka, Duration::from_secs(6)).unwrap();
         assert_eq!(settings.takeover_grace, Duration::ZERO);
+        assert_eq!(settings.settle_grace, Duration::ZERO);
         let shard = OutboxShard::new(1, 3).unwrap();
         assert_eq!(
             settings.producer_config(shard).get("transactional.id"),
@@ -301,14 +332,14 @@ mod tests {
         );
         let endless = kafka.clone().with("message.timeout.ms", "0");
         assert!(
-            RelaySettings::resolve(Choices::default(), &endless).is_err(),
+            RelaySettings::resolve(Choices::default(), &endless, Duration::ZERO).is_err(),
             "no grace to derive from an endless timeout"
         );
         let chosen = Choices {
             takeover_grace: Some(Duration::from_secs(60)),
             ..Choices::default()
         };
-        let settings = RelaySettings::resolve(chosen, &endless).unwrap();
+        let settings = RelaySettings::resolve(chosen, &endless, Duration::ZERO).unwrap();
         assert_eq!(
             settings.ack_deadline, None,
             "librdkafka never times records out"
@@ -318,7 +349,8 @@ mod tests {
     #[test]
     fn unusable_choices_are_refused() {
         let kafka = KafkaConfig::new("h:1").unwrap();
-        let refused = |choices: Choices| RelaySettings::resolve(choices, &kafka).is_err();
+        let refused =
+            |choices: Choices| RelaySettings::resolve(choices, &kafka, Duration::ZERO).is_err();
         assert!(refused(Choices {
             shards: 0,
             ..Choices::default()
@@ -332,6 +364,6 @@ mod tests {
             ..Choices::default()
         }));
         let with_id = kafka.with("transactional.id", "x");
-        assert!(RelaySettings::resolve(Choices::default(), &with_id).is_err());
+        assert!(RelaySettings::resolve(Choices::default(), &with_id, Duration::ZERO).is_err());
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use annals::{GlobalPosition, OutboxShard, OutboxSource};
+use annals::{GlobalPosition, InFlight, OutboxShard, OutboxSource};
 use tokio::sync::watch;
 
 use super::backoff::Backoff;
@@ -99,8 +99,10 @@ pub(super) async fn run<S: OutboxSource>(context: ShardContext<S>, mut stop: Sto
     context.status.set_role(ShardRole::Stopped);
 }
 
-/// Leads the shard while the lease holds: waits out the takeover grace, then
-/// runs producer sessions one after the other.
+/// Leads the shard while the lease holds: waits out the takeover grace when
+/// an earlier holder may have records in flight, records that this one may
+/// have some, then runs producer sessions one after the other; records that
+/// nothing is in flight when it stops with everything acknowledged.
 async fn lead<S: OutboxSource>(
     context: &ShardContext<S>,
     lease: &S::Lease,
@@ -108,18 +110,57 @@ async fn lead<S: OutboxSource>(
 ) -> Led {
     let settings = &context.settings;
     context.status.set_role(ShardRole::Starting);
-    // A relay that lost this lease may still have sends in flight; they land
-    // or fail within message.timeout.ms. Recovery reads the partitions after
-    // that, so that it sees them.
-    if !stop.sleep(settings.takeover_grace).await {
-        return Led::Stopped;
+    let Some(earlier) = with_store(
+        context,
+        lease,
+        stop,
+        "reading what may be in flight",
+        || context.source.in_flight(&settings.name, context.shard),
+    )
+    .await
+    else {
+        return gone(stop);
+    };
+    // A relay that crashed or lost this lease may still have sends in
+    // flight: it goes on sending until it notices the loss (the store's
+    // lease loss bound), and each send lands or fails within
+    // message.timeout.ms. Recovery reads the partitions after that, so that
+    // it sees them. Where no earlier holder can have anything in flight
+    // there is nothing to wait for, and nothing past the checkpoint for the
+    // first session to look for in the partitions either.
+    let mut trusted_checkpoint = earlier != InFlight::Possible;
+    if earlier == InFlight::Possible {
+        tracing::info!(relay = %settings.name, shard = %context.shard,
+            grace = ?settings.takeover_grace,
+            "an earlier holder may have records in flight; waiting for them to land or fail");
+        if !stop.sleep(settings.takeover_grace).await {
+            return Led::Stopped;
+        }
     }
-    let Some(checkpoint) = load_checkpoint(context, lease, stop).await else {
-        return if stop.is_stopping() {
-            Led::Stopped
-        } else {
-            Led::LeaseLost
-        };
+    // Before anything is sent: a holder that crashes from here on leaves
+    // its successor waiting.
+    if with_store(
+        context,
+        lease,
+        stop,
+        "recording that records may be in flight",
+        || {
+            context
+                .source
+                .set_in_flight(lease, &settings.name, context.shard, true)
+        },
+    )
+    .await
+    .is_none()
+    {
+        return gone(stop);
+    }
+    let Some(checkpoint) = with_store(context, lease, stop, "reading the checkpoint", || {
+        context.source.checkpoint(&settings.name, context.shard)
+    })
+    .await
+    else {
+        return gone(stop);
     };
     let start = checkpoint.unwrap_or(GlobalPosition::START);
     let mut progress = Progress {
@@ -191,18 +232,43 @@ async fn lead<S: OutboxSource>(
             &progress_sender,
             stop,
         );
-        let (end, reached) = session.run().await;
+        // Only the first session after a shard that nothing can have been
+        // published in past its checkpoint: after an abandoned producer of
+        // its own, what landed must be read.
+        let session = if trusted_checkpoint {
+            trusted_checkpoint = false;
+            session.without_recovery()
+        } else {
+            session
+        };
+        let (end, reached, flushed) = session.run().await;
         let advanced = reached.done_through > progress.done_through;
         progress = reached;
         match end {
-            SessionEnd::Stopped => return Led::Stopped,
+            SessionEnd::Stopped => {
+                if flushed && progress.saved == progress.done_through {
+                    // Everything sent was acknowledged and is under the
+                    // saved checkpoint, and the producer is closed: the next
+                    // holder need neither wait nor read the partitions. Best
+                    // effort; if it is not recorded, the next holder waits.
+                    if let Err(error) = context
+                        .source
+                        .set_in_flight(lease, &settings.name, context.shard, false)
+                        .await
+                    {
+                        tracing::warn!(relay = %settings.name, shard = %context.shard, %error,
+                            "could not record that nothing is in flight; the next holder will wait");
+                    }
+                }
+                return Led::Stopped;
+            }
             SessionEnd::LeaseLost => return Led::LeaseLost,
             SessionEnd::Broken(reason) => {
                 tracing::warn!(relay = %settings.name, shard = %context.shard, %reason,
                     "producer session ended; recovering with a new producer");
                 context.status.set_role(ShardRole::BackingOff);
                 context.status.set_error(Some(reason));
-                settle_until = Some(Instant::now() + settings.takeover_grace);
+                settle_until = Some(Instant::now() + settings.settle_grace);
                 if advanced {
                     backoff.reset();
                 }
@@ -214,27 +280,42 @@ async fn lead<S: OutboxSource>(
     }
 }
 
-/// The shard's checkpoint, retried while the store is unreachable; `None`
-/// when stopping or the lease was lost meanwhile.
-async fn load_checkpoint<S: OutboxSource>(
+/// Why leading ended when a store call gave up: stopping, or the lease.
+fn gone(stop: &StopSignal) -> Led {
+    if stop.is_stopping() {
+        Led::Stopped
+    } else {
+        Led::LeaseLost
+    }
+}
+
+/// Runs `call` against the store, retried with backoff while it fails;
+/// `None` when stopping or the lease was lost meanwhile.
+async fn with_store<S, T, F, Fut>(
     context: &ShardContext<S>,
     lease: &S::Lease,
     stop: &mut StopSignal,
-) -> Option<Option<GlobalPosition>> {
+    doing: &str,
+    mut call: F,
+) -> Option<T>
+where
+    S: OutboxSource,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, annals::Error>>,
+{
     let settings = &context.settings;
     let mut backoff = Backoff::new(settings.backoff_min, settings.backoff_max);
     loop {
-        match context
-            .source
-            .checkpoint(&settings.name, context.shard)
-            .await
-        {
-            Ok(checkpoint) => return Some(checkpoint),
+        match call().await {
+            Ok(value) => return Some(value),
             Err(error) => {
                 tracing::warn!(relay = %settings.name, shard = %context.shard, %error,
-                    "cannot read the checkpoint; retrying");
-                context.status.set_error(Some(error.to_string()));
-                if !context.source.is_held(lease) || !stop.sleep(backoff.next_wait()).await {
+                    "{doing} failed; retrying");
+                context.status.set_error(Some(format!("{doing}: {error}")));
+                if error.is_lease_lost()
+                    || !context.source.is_held(lease)
+                    || !stop.sleep(backoff.next_wait()).await
+                {
                     return None;
                 }
             }

@@ -46,7 +46,15 @@ pub struct ShardStatus {
     /// How long the oldest waiting record has waited; zero when nothing
     /// waits.
     pub lag: Duration,
-    /// Records published since this relay started.
+    /// Records handed to the producer since this relay started, counted
+    /// one by one as they are sent (a record sent again by a later session
+    /// counts again).
+    pub sent: u64,
+    /// Records published since this relay started: acknowledged by the
+    /// broker (in transactional mode: their transaction committed), each
+    /// counted as its acknowledgement is taken in. The broker acknowledges
+    /// a produce request at once, up to `batch.num.messages` records, so
+    /// this moves in such steps where [`sent`](Self::sent) moves per record.
     pub published: u64,
     /// Records parked since this relay started.
     pub parked: u64,
@@ -82,7 +90,12 @@ impl RelayStatus {
             .unwrap_or_default()
     }
 
-    /// Records published since the relay started.
+    /// Records handed to the producer since the relay started.
+    pub fn sent(&self) -> u64 {
+        self.shards.iter().map(|shard| shard.sent).sum()
+    }
+
+    /// Records published (acknowledged) since the relay started.
     pub fn published(&self) -> u64 {
         self.shards.iter().map(|shard| shard.published).sum()
     }
@@ -117,6 +130,7 @@ impl StatusCell {
             checkpoint: None,
             backlog: 0,
             lag: Duration::ZERO,
+            sent: 0,
             published: 0,
             parked: 0,
             skipped: 0,

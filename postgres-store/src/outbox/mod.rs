@@ -5,10 +5,11 @@
 mod shard_index;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use annals::{
-    AppendSignal, Error, GlobalPosition, OutboxBacklog, OutboxReader, OutboxRecord, OutboxShard,
-    OutboxSource,
+    AppendSignal, Error, GlobalPosition, InFlight, OutboxBacklog, OutboxReader, OutboxRecord,
+    OutboxShard, OutboxSource,
 };
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
@@ -29,12 +30,16 @@ use crate::{PgEventStore, rows};
 ///   `(tx_id, position)` order ([`PgOutbox::create_shard_indexes`] gives
 ///   each shard an index of its own).
 /// - One relay per shard holds its [`PgLease`], a session advisory lock on
-///   a connection of its own, noticed lost within seconds when that session
-///   dies.
+///   a connection of its own, noticed lost within
+///   [`PgLease::LOSS_BOUND`] when that session dies, and dropped by the
+///   server within [`PgLease::SERVER_DROP_BOUND`] of its holder going
+///   silent.
 /// - Checkpoints (`relay:{name}:{index}/{count}` in `checkpoints`) are
 ///   written on the lease's connection and only forward, so that a relay
 ///   that lost its lease cannot write one
-///   ([`annals::Error::LeaseLost`]).
+///   ([`annals::Error::LeaseLost`]); so is whether the shard's last holder
+///   may still have records in flight (`relay_in_flight`), which tells the
+///   next holder whether to wait before publishing.
 /// - Records the broker refused for good are kept in `outbox_parked` with
 ///   the reason.
 ///
@@ -85,6 +90,30 @@ fn checkpoint_name(relay: &str, shard: OutboxShard) -> String {
     format!("relay:{relay}:{}/{}", shard.index(), shard.count())
 }
 
+impl PgOutbox {
+    /// Refuses to write with `lease` for another relay or shard than its
+    /// own, or once lost.
+    fn check(&self, lease: &PgLease, relay: &str, shard: OutboxShard) -> Result<(), Error> {
+        if lease.key() != lease_key(self.db.schema.as_str(), relay, shard) {
+            return Err(Error::Config(format!(
+                "the lease of {} cannot write for relay `{relay}` shard {shard}",
+                lease.holder()
+            )));
+        }
+        if !lease.holds() {
+            return Err(lease_lost(relay, shard));
+        }
+        Ok(())
+    }
+}
+
+fn lease_lost(relay: &str, shard: OutboxShard) -> Error {
+    Error::LeaseLost {
+        relay: relay.to_owned(),
+        shard,
+    }
+}
+
 impl OutboxReader for PgOutbox {
     async fn read_outbox(
         &self,
@@ -118,6 +147,54 @@ impl OutboxSource for PgOutbox {
         lease.holds()
     }
 
+    /// [`PgLease::LOSS_BOUND`].
+    fn lease_loss_bound(&self) -> Duration {
+        PgLease::LOSS_BOUND
+    }
+
+    async fn in_flight(&self, relay: &str, shard: OutboxShard) -> Result<InFlight, Error> {
+        let client = self.db.client().await?;
+        let statement = client
+            .prepare_cached(&self.db.sql.relay.in_flight)
+            .await
+            .map_err(backend)?;
+        let row = client
+            .query_one(&statement, &[&checkpoint_name(relay, shard)])
+            .await
+            .map_err(backend)?;
+        let possible: Option<bool> = row.try_get(0).map_err(backend)?;
+        let checkpointed: bool = row.try_get(1).map_err(backend)?;
+        Ok(match (possible, checkpointed) {
+            (Some(true), _) | (None, true) => InFlight::Possible,
+            (Some(false), _) => InFlight::Nothing,
+            (None, false) => InFlight::NeverLed,
+        })
+    }
+
+    async fn set_in_flight(
+        &self,
+        lease: &PgLease,
+        relay: &str,
+        shard: OutboxShard,
+        possible: bool,
+    ) -> Result<(), Error> {
+        self.check(lease, relay, shard)?;
+        // On the lease's own connection, as the checkpoint: a holder whose
+        // session died cannot clear what the next holder must wait for.
+        let written = lease
+            .client()
+            .execute(
+                &self.db.sql.relay.set_in_flight,
+                &[&checkpoint_name(relay, shard), &possible],
+            )
+            .await;
+        match written {
+            Ok(_) => Ok(()),
+            Err(_) if !lease.holds() => Err(lease_lost(relay, shard)),
+            Err(error) => Err(backend(error)),
+        }
+    }
+
     async fn checkpoint(
         &self,
         relay: &str,
@@ -133,19 +210,7 @@ impl OutboxSource for PgOutbox {
         shard: OutboxShard,
         position: GlobalPosition,
     ) -> Result<(), Error> {
-        let lost = || Error::LeaseLost {
-            relay: relay.to_owned(),
-            shard,
-        };
-        if lease.key() != lease_key(self.db.schema.as_str(), relay, shard) {
-            return Err(Error::Config(format!(
-                "the lease of {} cannot save the checkpoint of relay `{relay}` shard {shard}",
-                lease.holder()
-            )));
-        }
-        if !lease.holds() {
-            return Err(lost());
-        }
+        self.check(lease, relay, shard)?;
         let (commit, sequence) = position_params(position);
         let name = checkpoint_name(relay, shard);
         // On the lease's own connection: once its session is gone (and with
@@ -159,7 +224,7 @@ impl OutboxSource for PgOutbox {
             .await;
         match saved {
             Ok(_) => Ok(()),
-            Err(_) if !lease.holds() => Err(lost()),
+            Err(_) if !lease.holds() => Err(lease_lost(relay, shard)),
             Err(error) => Err(backend(error)),
         }
     }

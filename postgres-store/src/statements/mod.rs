@@ -55,6 +55,8 @@ pub(crate) struct RelayStatements {
     pub(crate) save_checkpoint: String,
     pub(crate) park: String,
     pub(crate) parked: String,
+    pub(crate) in_flight: String,
+    pub(crate) set_in_flight: String,
     pub(crate) shard_index_valid: String,
 }
 
@@ -141,6 +143,8 @@ impl Statements {
                     .statement(include_str!("../../sql/relay/save_checkpoint.sql")),
                 park: schema.statement(include_str!("../../sql/relay/park.sql")),
                 parked: schema.statement(include_str!("../../sql/relay/parked.sql")),
+                in_flight: schema.statement(include_str!("../../sql/relay/in_flight.sql")),
+                set_in_flight: schema.statement(include_str!("../../sql/relay/set_in_flight.sql")),
                 shard_index_valid: schema
                     .statement(include_str!("../../sql/relay/shard_index_valid.sql")),
             },
@@ -204,6 +208,8 @@ impl Statements {
             ("relay/save_checkpoint.sql", &relay.save_checkpoint),
             ("relay/park.sql", &relay.park),
             ("relay/parked.sql", &relay.parked),
+            ("relay/in_flight.sql", &relay.in_flight),
+            ("relay/set_in_flight.sql", &relay.set_in_flight),
             ("relay/shard_index_valid.sql", &relay.shard_index_valid),
             (
                 "projection/move_checkpoint.sql",

@@ -64,6 +64,9 @@ fn producer() -> FutureProducer {
         .set("acks", "all")
         .set("linger.ms", "5")
         .set("compression.type", "lz4")
+        // As an outside producer may: records larger than librdkafka's
+        // default limit, which the test broker takes.
+        .set("message.max.bytes", "20000000")
         .create()
         .expect("a test producer")
 }

@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use annals::{
-    AppendSignal, Error, EventStore, GlobalPosition, MemoryEventStore, OutboxBacklog, OutboxReader,
-    OutboxRecord, OutboxShard, OutboxSource,
+    AppendSignal, Error, EventStore, GlobalPosition, InFlight, MemoryEventStore, OutboxBacklog,
+    OutboxReader, OutboxRecord, OutboxShard, OutboxSource,
 };
 use annals_postgres::{PgEventStore, PgOutbox};
 use annals_tests::postgres::Schema;
@@ -112,6 +113,28 @@ impl<S: OutboxSource> OutboxSource for FlakySource<S> {
 
     fn is_held(&self, lease: &S::Lease) -> bool {
         self.inner.is_held(lease)
+    }
+
+    fn lease_loss_bound(&self) -> Duration {
+        self.inner.lease_loss_bound()
+    }
+
+    async fn in_flight(&self, relay: &str, shard: OutboxShard) -> Result<InFlight, Error> {
+        self.check()?;
+        self.inner.in_flight(relay, shard).await
+    }
+
+    async fn set_in_flight(
+        &self,
+        lease: &S::Lease,
+        relay: &str,
+        shard: OutboxShard,
+        possible: bool,
+    ) -> Result<(), Error> {
+        self.check()?;
+        self.inner
+            .set_in_flight(lease, relay, shard, possible)
+            .await
     }
 
     async fn checkpoint(

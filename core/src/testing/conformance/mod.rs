@@ -150,6 +150,7 @@ macro_rules! outbox_source_tests {
             outbox_source::shards_partition_the_outbox,
             outbox_source::checkpoints_round_trip_and_never_go_back,
             outbox_source::one_lease_per_shard_and_relay,
+            outbox_source::in_flight_is_what_the_last_holder_recorded,
             outbox_source::prune_deletes_the_shard_up_to_the_limit,
             outbox_source::parked_records_come_back_oldest_first,
             outbox_source::backlog_counts_the_shard_after_the_checkpoint,

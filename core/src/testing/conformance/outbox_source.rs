@@ -1,6 +1,7 @@
 //! The contract of [`OutboxSource`]: shards that partition the outbox,
 //! leases that are exclusive per relay and shard, checkpoints that only move
-//! forward, pruning, parking and the backlog.
+//! forward, what a shard's last holder may have left in flight, pruning,
+//! parking and the backlog.
 //!
 //! Each case takes the store it writes with and the source under test over
 //! that store's outbox: `(store, source)`.
@@ -9,8 +10,8 @@ use std::time::Duration;
 
 use super::outbox::message;
 use crate::{
-    AppendRequest, EventStore, ExpectedVersion, GlobalPosition, Metadata, NewEvent, OutboxReader,
-    OutboxRecord, OutboxShard, OutboxSource, Payload, StreamId,
+    AppendRequest, EventStore, ExpectedVersion, GlobalPosition, InFlight, Metadata, NewEvent,
+    OutboxReader, OutboxRecord, OutboxShard, OutboxSource, Payload, StreamId,
 };
 
 /// Keys spread over the shards, non-ASCII ones among them (the hash is of
@@ -164,6 +165,58 @@ pub async fn one_lease_per_shard_and_relay<S: EventStore, O: OutboxSource>(
     assert!(source.is_held(&taken_over));
     assert!(source.is_held(&other_relay));
     assert!(source.is_held(&other_shard));
+}
+
+/// What may be in flight is what the shard's last holder recorded: nothing
+/// for a shard never led, then what the holder said last; per relay and per
+/// shard (of a given count). A shard with a checkpoint and nothing recorded
+/// (a relay that did not record it) may have records in flight.
+pub async fn in_flight_is_what_the_last_holder_recorded<S: EventStore, O: OutboxSource>(
+    (store, source): (S, O),
+) {
+    write(&store, &keys()[..1]).await;
+    let position = shard_records(&source, OutboxShard::ALL).await[0].position;
+    let shard = OutboxShard::new(1, 2).unwrap();
+    assert_eq!(
+        source.in_flight("relay", shard).await.unwrap(),
+        InFlight::NeverLed
+    );
+    let lease = source.acquire("relay", shard).await.unwrap();
+    source
+        .set_in_flight(&lease, "relay", shard, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        source.in_flight("relay", shard).await.unwrap(),
+        InFlight::Possible
+    );
+    source
+        .set_in_flight(&lease, "relay", shard, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        source.in_flight("relay", shard).await.unwrap(),
+        InFlight::Nothing
+    );
+    assert_eq!(
+        source.in_flight("other", shard).await.unwrap(),
+        InFlight::NeverLed
+    );
+    assert_eq!(
+        source.in_flight("relay", OutboxShard::ALL).await.unwrap(),
+        InFlight::NeverLed,
+        "each shard count of a relay is a shard of its own"
+    );
+
+    let earlier = source.acquire("earlier", OutboxShard::ALL).await.unwrap();
+    source
+        .save_checkpoint(&earlier, "earlier", OutboxShard::ALL, position)
+        .await
+        .unwrap();
+    assert_eq!(
+        source.in_flight("earlier", OutboxShard::ALL).await.unwrap(),
+        InFlight::Possible
+    );
 }
 
 /// Pruning deletes a shard's records at or before a position, oldest first,

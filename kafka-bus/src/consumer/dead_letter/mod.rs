@@ -1,6 +1,7 @@
 //! Dead letters: records a consumer gave up on, written to a dead-letter
 //! topic with why, how often and where from, and read back for replays.
 
+mod letter;
 mod read;
 mod write;
 
@@ -8,8 +9,9 @@ use std::fmt;
 
 use crate::Error;
 
-pub use read::DeadLetter;
-pub(crate) use write::{DeadLetterSink, KafkaDeadLetters, Letter};
+pub(crate) use letter::Letter;
+pub use read::{DeadLetter, DeadLetterCut};
+pub(crate) use write::{DeadLetterSink, KafkaDeadLetters, Written};
 
 /// Why a record went to the dead-letter topic, written as its
 /// [`code`](DeadLetterReason::code) in the `annals-dlq-reason` header.

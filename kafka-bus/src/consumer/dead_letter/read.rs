@@ -33,6 +33,30 @@ pub struct DeadLetter {
     pub payload: Option<Vec<u8>>,
     /// The original headers, in order, without the dead-letter ones.
     pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// What this dead letter lacks of the original record, when the
+    /// dead-letter topic refused it whole; `None` when it is whole.
+    pub cut: Option<DeadLetterCut>,
+}
+
+/// What a dead letter lacks of its original record: it was cut to fit the
+/// dead-letter topic (see [`HeaderName::DEAD_LETTER_CUT`]). The original
+/// stays where [`DeadLetter::original`] says, as long as that topic keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeadLetterCut {
+    /// The payload is shortened: it keeps the original's first bytes.
+    pub payload: bool,
+    /// The key is shortened: it keeps the original's first bytes.
+    pub key: bool,
+    /// Some original headers are left out (whole ones; those kept are in
+    /// their order).
+    pub headers: bool,
+    /// The original payload's size in bytes.
+    pub original_payload_bytes: u64,
+    /// The original key's size in bytes.
+    pub original_key_bytes: u64,
+    /// The original headers' size (names and values) in bytes.
+    pub original_headers_bytes: u64,
 }
 
 impl DeadLetter {
@@ -98,6 +122,37 @@ impl DeadLetter {
                 )
             })?
             .with_timezone(&Utc);
+        let cut = match letter_headers
+            .iter()
+            .any(|(key, _)| key == HeaderName::DEAD_LETTER_CUT)
+        {
+            false => None,
+            true => {
+                let parts = text(HeaderName::DEAD_LETTER_CUT)?;
+                let parts: Vec<&str> = parts.split(',').filter(|part| !part.is_empty()).collect();
+                if let Some(unknown) = parts
+                    .iter()
+                    .find(|part| !["payload", "key", "headers"].contains(part))
+                {
+                    return Err(invalid(
+                        HeaderName::DEAD_LETTER_CUT,
+                        format!("unknown part {unknown:?}"),
+                    ));
+                }
+                let bytes = |name: &'static str| -> Result<u64, Error> {
+                    let value = number(name)?;
+                    u64::try_from(value).map_err(|error| invalid(name, error.to_string()))
+                };
+                Some(DeadLetterCut {
+                    payload: parts.contains(&"payload"),
+                    key: parts.contains(&"key"),
+                    headers: parts.contains(&"headers"),
+                    original_payload_bytes: bytes(HeaderName::DEAD_LETTER_ORIGINAL_PAYLOAD_BYTES)?,
+                    original_key_bytes: bytes(HeaderName::DEAD_LETTER_ORIGINAL_KEY_BYTES)?,
+                    original_headers_bytes: bytes(HeaderName::DEAD_LETTER_ORIGINAL_HEADERS_BYTES)?,
+                })
+            }
+        };
         let partition = number(HeaderName::DEAD_LETTER_ORIGINAL_PARTITION)?;
         let attempts = number(HeaderName::DEAD_LETTER_ATTEMPTS)?;
         Ok(DeadLetter {
@@ -120,6 +175,7 @@ impl DeadLetter {
             key: record.key().map(<[u8]>::to_vec),
             payload: record.payload().map(<[u8]>::to_vec),
             headers,
+            cut,
             origin,
         })
     }

@@ -9,9 +9,9 @@ use tokio::time::Instant;
 use super::attempt::Failure;
 use super::blocked::Head;
 use super::{Abandoned, PartitionWorker};
-use crate::consumer::dead_letter::{DeadLetterReason, Letter};
+use crate::consumer::dead_letter::{DeadLetterReason, Letter, Written};
 use crate::consumer::policy::OnExhausted;
-use crate::consumer::routes::{Disposition, Item};
+use crate::consumer::routes::{Disposition, Item, error_chain};
 
 impl<I: Inbox> PartitionWorker<I> {
     /// Handles one record, retrying per the failure policy; `earlier` is the
@@ -46,7 +46,7 @@ impl<I: Inbox> PartitionWorker<I> {
                 }
                 Err((_, Failure::Transient(error))) => {
                     transient += 1;
-                    self.transient_error(&item, &error);
+                    self.stuck(&item, &error);
                     self.pause(policy.backoff(transient)).await?;
                 }
                 Err((_, Failure::Handler(error))) => {
@@ -80,6 +80,7 @@ impl<I: Inbox> PartitionWorker<I> {
                             });
                             let retry_at = Instant::now() + policy.backoff(attempts);
                             self.offsets.keep(item.offset());
+                            self.progress.set_stuck(None);
                             self.blocked.block(
                                 Head {
                                     item,
@@ -148,7 +149,11 @@ impl<I: Inbox> PartitionWorker<I> {
     }
 
     /// Writes a dead letter, retrying until the broker acknowledges it: a
-    /// record is settled only once it is safe in the dead-letter topic.
+    /// record is settled only once it is safe in the dead-letter topic. A
+    /// letter too large for the topic is cut to fit (see the dead-letter
+    /// writer); while writing fails otherwise (the broker or the topic
+    /// unavailable), the partition shows as stuck on this record with the
+    /// cause.
     pub(super) async fn dead_letter(
         &self,
         item: &Item<I::Tx>,
@@ -168,14 +173,20 @@ impl<I: Inbox> PartitionWorker<I> {
                 consumer: &self.runtime.name,
             };
             match self.runtime.dead_letters.send(letter).await {
-                Ok(()) => {
+                Ok(written) => {
+                    if let Written::Cut { parts, size } = written {
+                        item.span.in_scope(|| {
+                            tracing::warn!(cut = ?parts, size,
+                                "the dead-letter topic refused the record whole; wrote it cut to fit");
+                        });
+                        self.runtime.monitor.dead_letter_cut();
+                    }
                     self.runtime.monitor.dead_lettered();
                     return Ok(());
                 }
                 Err(failure) => {
                     failures += 1;
-                    let failure = failure.to_string();
-                    self.transient_error(item, &failure);
+                    self.stuck(item, &error_chain(&failure));
                     self.pause(self.runtime.options.failure.backoff(failures))
                         .await?;
                 }

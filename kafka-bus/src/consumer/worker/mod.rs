@@ -186,12 +186,14 @@ impl<I: Inbox> PartitionWorker<I> {
 
     fn keep(&mut self, item: Item<I::Tx>) {
         self.offsets.keep(item.offset());
+        self.progress.set_stuck(None);
         self.blocked.keep(item);
         self.publish();
     }
 
     fn settle(&mut self, offset: i64) {
         self.offsets.settle(offset);
+        self.progress.set_stuck(None);
         self.publish();
     }
 
@@ -217,6 +219,14 @@ impl<I: Inbox> PartitionWorker<I> {
         item.span.in_scope(|| {
             tracing::warn!(%error, "inbox or broker failed; retrying without counting");
         });
+    }
+
+    /// Reports that `item` cannot be settled for now (the inbox or the
+    /// dead-letter topic fails): the partition waits on it, and its status
+    /// says so with the cause until it settles.
+    fn stuck(&self, item: &Item<I::Tx>, error: &str) {
+        self.transient_error(item, error);
+        self.progress.set_stuck(Some((item.offset(), error)));
     }
 
     /// Waits `wait`, or less when told to stop.

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{PartitionWorker, StopSignal};
-use crate::consumer::dead_letter::{DeadLetterReason, DeadLetterSink, Letter};
+use crate::consumer::dead_letter::{DeadLetterReason, DeadLetterSink, Letter, Written};
 use crate::consumer::handler::{Handler, ReceivedEvent};
 use crate::consumer::monitor::Monitor;
 use crate::consumer::policy::{FailurePolicy, OnExhausted};
@@ -103,20 +103,37 @@ impl Handler<(Vec<Uuid>, Vec<(String, i64)>)> for Flaky {
     }
 }
 
+/// The dead letters written, and a dead-letter topic that fails the next
+/// `down` writes as an unreachable broker would.
 #[derive(Debug, Default)]
-struct Letters(Mutex<Vec<(i64, DeadLetterReason, u32)>>);
+struct Letters {
+    written: Mutex<Vec<(i64, DeadLetterReason, u32)>>,
+    down: Mutex<u32>,
+}
 
 impl DeadLetterSink for Letters {
     fn send<'a>(
         &'a self,
         letter: Letter<'a>,
-    ) -> Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>> {
+    ) -> Pin<Box<dyn Future<Output = Result<Written, Error>> + Send + 'a>> {
         use rdkafka::Message;
-        self.0
+        let mut down = self.down.lock().unwrap();
+        if *down > 0 {
+            *down -= 1;
+            return Box::pin(async {
+                Err(Error::kafka(
+                    "writing a dead letter to steps.dlq",
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::AllBrokersDown,
+                    ),
+                ))
+            });
+        }
+        self.written
             .lock()
             .unwrap()
             .push((letter.record.offset(), letter.reason, letter.attempts));
-        Box::pin(async { Ok(()) })
+        Box::pin(async { Ok(Written::Whole) })
     }
 }
 
@@ -199,7 +216,7 @@ async fn run(
     stop.send(true).unwrap();
     task.await.unwrap();
     let log = inbox.log.lock().unwrap().clone();
-    let letters = letters.0.lock().unwrap().clone();
+    let letters = letters.written.lock().unwrap().clone();
     Run {
         log,
         letters,
@@ -298,4 +315,73 @@ fn a_blocked_key_holds_the_commit_at_its_first_record() {
         "nothing is committed past b's first record"
     );
     assert!(result.letters.is_empty());
+}
+
+#[test]
+fn a_dead_letter_that_cannot_be_written_shows_the_partition_stuck_with_the_cause() {
+    runtime().block_on(async {
+        let inbox = LogInbox::default();
+        let mut routes = Routes::default();
+        routes
+            .add(Flaky {
+                failures: Arc::new(Mutex::new(HashMap::from([(1, u32::MAX)]))),
+            })
+            .unwrap();
+        let letters = Arc::new(Letters {
+            down: Mutex::new(50),
+            ..Letters::default()
+        });
+        let monitor = Arc::new(Monitor::new("test"));
+        let runtime = Arc::new(Runtime {
+            name: "test".into(),
+            inbox: inbox.clone(),
+            routes,
+            options: Options {
+                failure: policy(OnExhausted::DeadLetter),
+                ..Options::default()
+            },
+            dead_letters: Arc::clone(&letters) as Arc<dyn DeadLetterSink>,
+            monitor: Arc::clone(&monitor),
+        });
+        let (queue, receiver) = mpsc::channel(8);
+        for offset in 0..3 {
+            queue.try_send(record(offset, "a")).unwrap();
+        }
+        let (stop, signal) = StopSignal::new();
+        let progress = Arc::new(PartitionProgress::new(&queue));
+        let task = tokio::spawn(
+            PartitionWorker::new(runtime, receiver, signal, Arc::clone(&progress)).run(),
+        );
+        while letters.down.lock().unwrap().to_owned() > 40 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let stuck = progress.stuck().expect("the partition shows as stuck");
+        assert_eq!(stuck.offset, 1);
+        assert!(
+            stuck.cause.contains("steps.dlq") && stuck.cause.contains("AllBrokersDown"),
+            "the cause with its source: {}",
+            stuck.cause
+        );
+        assert_eq!(progress.committable(), Some(1), "nothing past it");
+        assert!(
+            monitor
+                .status()
+                .last_error
+                .is_some_and(|error| error.contains("AllBrokersDown"))
+        );
+        // The broker comes back: the letter is written, the partition moves.
+        *letters.down.lock().unwrap() = 0;
+        let deadline = tokio::time::Instant::now() + SETTLED_WITHIN;
+        while progress.committable() != Some(3) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(progress.committable(), Some(3));
+        assert_eq!(progress.stuck(), None);
+        assert_eq!(
+            letters.written.lock().unwrap().clone(),
+            [(1, DeadLetterReason::HandlerFailed, 3)]
+        );
+        stop.send(true).unwrap();
+        task.await.unwrap();
+    });
 }

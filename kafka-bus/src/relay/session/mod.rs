@@ -88,6 +88,9 @@ pub(super) struct Session<'a, S: OutboxSource> {
     transaction: Option<Transaction>,
     /// Records parked by this relay, loaded when recovery first needs them.
     parked_ids: Option<std::collections::HashSet<uuid::Uuid>>,
+    /// Whether records of this relay and shard after the checkpoint may be
+    /// in the partitions already, so that recovery must read their tails.
+    recover: bool,
     store_backoff: Backoff,
     last_save: Instant,
     /// Records of the batches acked whole since the checkpoint was last
@@ -139,6 +142,7 @@ impl<'a, S: OutboxSource> Session<'a, S> {
             batches: VecDeque::new(),
             transaction: None,
             parked_ids: None,
+            recover: true,
             store_backoff: Backoff::new(settings.backoff_min, settings.backoff_max),
             last_save: Instant::now(),
             unsaved: 0,
@@ -151,8 +155,19 @@ impl<'a, S: OutboxSource> Session<'a, S> {
         }
     }
 
-    /// Publishes until the session ends; returns why, and how far it got.
-    pub(super) async fn run(mut self) -> (SessionEnd, Progress) {
+    /// A session that knows nothing of its shard after the checkpoint is in
+    /// the partitions (no relay of this name led it, or the last holder
+    /// stopped with everything acknowledged and checkpointed): it sends
+    /// without reading the partitions' tails first.
+    pub(super) fn without_recovery(mut self) -> Self {
+        self.recover = false;
+        self
+    }
+
+    /// Publishes until the session ends; returns why, how far it got, and
+    /// whether everything it sent was acknowledged and its producer closed
+    /// (nothing of it can land later).
+    pub(super) async fn run(mut self) -> (SessionEnd, Progress, bool) {
         let end = match self.publish_until_ended().await {
             Ok(never) => match never {},
             Err(end) => end,
@@ -180,7 +195,7 @@ impl<'a, S: OutboxSource> Session<'a, S> {
         } else {
             producer.abandon().await;
         }
-        (end, progress)
+        (end, progress, flushed)
     }
 
     async fn publish_until_ended(&mut self) -> Result<std::convert::Infallible, SessionEnd> {
@@ -280,6 +295,12 @@ impl<'a, S: OutboxSource> Session<'a, S> {
                 // other tasks on this worker (the read-ahead, the host
                 // service's own) run in between.
                 tokio::task::yield_now().await;
+                // Only the lease holder hands records over, also in the
+                // middle of a page: how late a holder can send after
+                // noticing the loss is part of the exactly-once argument.
+                if !self.context.source.is_held(self.lease) {
+                    return Err(SessionEnd::LeaseLost);
+                }
             }
             let position = record.position;
             let topic = record.message.topic.clone();
@@ -338,6 +359,7 @@ impl<'a, S: OutboxSource> Session<'a, S> {
                 if let Some(transaction) = &mut self.transaction {
                     transaction.sent += 1;
                 }
+                self.context.status.update(|status| status.sent += 1);
                 return Ok(());
             };
             if error.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) {
@@ -371,12 +393,9 @@ impl<'a, S: OutboxSource> Session<'a, S> {
         for index in transaction.delivered {
             if self.window.complete(index).is_some() {
                 self.context.metrics.published.increment(1);
+                self.context.status.update(|status| status.published += 1);
             }
         }
-        let count = transaction.sent as u64;
-        self.context
-            .status
-            .update(|status| status.published += count);
         Ok(())
     }
 

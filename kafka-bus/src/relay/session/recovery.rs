@@ -9,7 +9,7 @@ use std::time::Instant;
 use annals::{OutboxRecord, OutboxSource};
 
 use super::{Route, Session, SessionEnd, broken};
-use crate::relay::tail::{TailQuery, read_tails};
+use crate::relay::tail::{PublishedTail, TailQuery, read_tails};
 
 impl<S: OutboxSource> Session<'_, S> {
     /// Reads the tail of every partition this batch goes to that this
@@ -37,6 +37,15 @@ impl<S: OutboxSource> Session<'_, S> {
         }
         needed.retain(|_, partitions| !partitions.is_empty());
         if needed.is_empty() {
+            return Ok(());
+        }
+        if !self.recover {
+            for (topic, partitions) in needed {
+                let tails = self.tails.entry(topic.to_owned()).or_default();
+                for partition in partitions {
+                    tails.insert(partition, PublishedTail::default());
+                }
+            }
             return Ok(());
         }
         let settings = &self.context.settings;

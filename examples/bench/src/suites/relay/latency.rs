@@ -71,8 +71,6 @@ pub(super) async fn relay(database: &Database, brokers: &str) -> Result<Latency,
         KafkaConfig::new(brokers).map_err(|error| error.to_string())?,
     )
     .name("bench-latency")
-    // Nothing published this outbox before (see the drain).
-    .takeover_grace(Duration::ZERO)
     .start()
     .map_err(|error| error.to_string())?;
     let waited = Instant::now();

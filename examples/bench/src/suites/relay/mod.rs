@@ -221,9 +221,6 @@ async fn drain(
         .name(format!("bench-drain-{shards}"))
         .shards(shards)
         .batch_size(batch)
-        // Nothing published this outbox before: there is no previous
-        // producer whose sends could still land.
-        .takeover_grace(Duration::ZERO)
         .start()
         .map_err(|error| error.to_string())?;
     let mut first = None;
